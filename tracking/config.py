@@ -1,0 +1,106 @@
+"""Configuration resolved in one place: explicit argument > environment variable > file > default.
+
+Every environment variable runyard reads or sets is named here. The launcher sets the ``RUN_*``
+identity variables for the job; ``Run.get_context()`` reads them back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+# --- names of environment variables (the one place they are spelled) -------------------------
+ENV_STORE = "RUNYARD_STORE"                      # store URL
+ENV_STORAGE_OPTIONS = "RUNYARD_STORAGE_OPTIONS"  # JSON; secrets travel only through the env
+ENV_RUN_ID = "RUNYARD_RUN_ID"
+ENV_EXPERIMENT = "RUNYARD_EXPERIMENT"
+ENV_PARENT_RUN_ID = "RUNYARD_PARENT_RUN_ID"
+ENV_SPOOL_DIR = "RUNYARD_SPOOL_DIR"              # set by the launcher: the script spools, it ships
+ENV_FLUSH_INTERVAL = "RUNYARD_FLUSH_INTERVAL"    # seconds, default 1.0
+ENV_HEARTBEAT_TIMEOUT = "RUNYARD_HEARTBEAT_TIMEOUT"  # seconds, default 60
+ENV_UI_PORT = "RUNYARD_UI_PORT"                  # port get_portal_url() names, default 8765
+ENV_QUIET = "RUNYARD_QUIET"                      # "1": no informational prints
+
+DEFAULT_STORE_DIR = ".runyard"
+CONFIG_DIR = ".runyard"
+CONFIG_FILE = "config.json"
+DEFAULT_FLUSH_INTERVAL = 1.0
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+DEFAULT_UI_PORT = 8765
+
+
+def _float_env(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ValueError(f"environment variable {name}={raw!r} must be > 0")
+    return value
+
+
+def flush_interval(explicit: float | None = None) -> float:
+    return explicit if explicit is not None else _float_env(ENV_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL)
+
+
+def heartbeat_timeout(explicit: float | None = None) -> float:
+    return explicit if explicit is not None else _float_env(ENV_HEARTBEAT_TIMEOUT, DEFAULT_HEARTBEAT_TIMEOUT)
+
+
+def ui_port() -> int:
+    return int(_float_env(ENV_UI_PORT, DEFAULT_UI_PORT))
+
+
+def quiet() -> bool:
+    return os.environ.get(ENV_QUIET, "") not in ("", "0", "false")
+
+
+def find_config_file(start: str | os.PathLike | None = None) -> Path | None:
+    """``.runyard/config.json`` in ``start`` (default cwd) or the nearest parent that has one."""
+    here = Path(start or os.getcwd()).resolve()
+    if here.is_file():
+        return here
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_DIR / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_store_url() -> str:
+    """The embedded default: ``./.runyard`` under the current directory."""
+    return "file://" + os.path.abspath(DEFAULT_STORE_DIR)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    storage_options: dict[str, Any]
+    source: str  # "argument" | "environment" | "config file <path>" | "default"
+
+
+def resolve_store(url: str | None = None, storage_options: Mapping[str, Any] | None = None,
+                  ) -> StoreSettings:
+    """Store URL and options by layers: argument > RUNYARD_STORE > nothing (default ./.runyard).
+
+    The config file layer is explicit (``Workspace.from_config``) as in azureml.
+    """
+    options = dict(storage_options or {})
+    env_options = os.environ.get(ENV_STORAGE_OPTIONS)
+    if env_options and not options:
+        try:
+            options = json.loads(env_options)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{ENV_STORAGE_OPTIONS} is not valid JSON: {exc}") from None
+    if url:
+        return StoreSettings(url, options, "argument")
+    if os.environ.get(ENV_STORE):
+        return StoreSettings(os.environ[ENV_STORE], options, "environment")
+    return StoreSettings(default_store_url(), options, "default")

@@ -1,0 +1,527 @@
+"""``tracking.Run``: the azureml-core v1 Run surface, recording into the store.
+
+Three ways to hold a Run:
+
+* **interactive** (``experiment.start_logging()``, ``Run.get_context()`` outside a job): this
+  process owns the run: it records Running, heartbeats, ships its own metrics and sets the final
+  status (``complete()``, ``fail()``, the context manager, or Completed at interpreter exit).
+* **in a job** (``Run.get_context()`` under the launcher): metrics go to the launcher's spool;
+  the launcher owns the status, which it sets from the script's exit code.
+* **re-attached** (``Run(experiment, run_id)``, ``ws.get_run(id)``): any process may read, log
+  and tag; each process writes its own batches, so nothing is overwritten.
+
+Example::
+
+    run = experiment.start_logging()
+    run.log("alpha", 0.03)
+    run.upload_file("outputs/model.pkl", "./model.pkl")
+    run.complete()
+    Run(experiment, run.id).get_metrics()   # {'alpha': 0.03}
+"""
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import sys
+import tempfile
+import time
+import traceback
+import weakref
+from typing import Any, Iterable
+
+from . import config
+from .errors import (ImmutablePropertyError, InvalidMetricValueError, NoRunContextError,
+                     RunStateError)
+from .metric_store import compact_metrics, get_metrics as _read_metrics, read_summary
+from .metrics import (IMAGE, JSON_KINDS, LIST, ROW, TABLE, check_json_payload, normalize_value)
+from .names import check_metric_name, check_tag
+from .records import RunRecords, new_run_id, new_writer_id
+from .run_files import RunFiles
+from .run_status import RunStatusView
+from .status import RunStatus
+from .store import Store
+from .writer import MetricWriter, SpoolShipper
+
+_time = time.time
+
+
+class _ExperimentRef:
+    """What a Run needs of an experiment: a name and a store (runner.Experiment fits)."""
+
+    def __init__(self, name: str, store: Store):
+        self.name = name
+        self._store = store
+        self.workspace = _WorkspaceRef(store)
+
+    def __repr__(self) -> str:
+        return f"Experiment(name={self.name!r}, store={self._store.url!r})"
+
+
+class _WorkspaceRef:
+    def __init__(self, store: Store):
+        self.store = store
+
+
+def _store_of(experiment: Any) -> Store:
+    store = getattr(experiment, "_store", None)
+    return store if store is not None else experiment.workspace.store
+
+
+class Run(RunFiles, RunStatusView):
+    """A run of an experiment (azureml.core.Run).
+
+    Args:
+        experiment: the experiment holding the run.
+        run_id: id of an existing run (re-attach from any process).
+
+    Raises:
+        RunNotFoundError: no run with this id in the experiment's store.
+    """
+
+    _context: "Run | None" = None
+
+    def __init__(self, experiment: Any, run_id: str, outputs: str | None = None, **kwargs: Any):
+        self.experiment = experiment
+        self._store = _store_of(experiment)
+        self._records = RunRecords(self._store)
+        self._id = run_id
+        self._record = kwargs.pop("_record", None) or self._records.read_run(run_id)
+        self._owner = bool(kwargs.pop("_owner", False))
+        self._in_job = bool(kwargs.pop("_in_job", False))
+        self._outputs = outputs
+        self._writer: MetricWriter | None = None
+        self._writer_id = new_writer_id()
+        self._names: set[str] = set()
+        self._last_heartbeat = 0.0
+        if self._owner:
+            _OWNED_RUNS.add(self)
+
+    # ----------------------------------------------------------- creation
+    @classmethod
+    def _create(cls, experiment: Any, *, kind: str = "interactive", parent: "Run | None" = None,
+                run_id: str | None = None, outputs: str | None = None, owner: bool = True,
+                extra: dict | None = None, status: RunStatus = RunStatus.RUNNING) -> "Run":
+        """Record a new run (used by start_logging, child_run and submissions)."""
+        store = _store_of(experiment)
+        records = RunRecords(store)
+        run_id = run_id or new_run_id(experiment.name)
+        record = {"run_id": run_id, "experiment": experiment.name, "created": _time(),
+                  "kind": kind, "parent_run_id": parent.id if parent else None,
+                  "target": "local", "properties": {}, "display_name": None,
+                  "python_version": sys.version.split()[0], **(extra or {})}
+        records.create_run(record)
+        records.write_status(run_id, RunStatus.NOT_STARTED if status is RunStatus.QUEUED else status)
+        if status is RunStatus.QUEUED:
+            records.write_status(run_id, RunStatus.QUEUED)
+        run = cls(experiment, run_id, outputs=outputs, _record=record, _owner=owner)
+        if owner and status is RunStatus.RUNNING:
+            run._ensure_writer()
+            run._heartbeat(force=True)
+        return run
+
+    @classmethod
+    def get_context(cls, allow_offline: bool = True, used_for_context_manager: bool = False,
+                    **kwargs: Any) -> "Run":
+        """The run this code executes in.
+
+        In a submitted job, the job's run (from the launcher's environment variables). Outside,
+        an offline run that records into the default store and says where, once.
+
+        Raises:
+            NoRunContextError: outside a job when ``allow_offline=False``.
+        """
+        if cls._context is not None:
+            return cls._context
+        run_id = os.environ.get(config.ENV_RUN_ID)
+        if run_id:
+            settings = config.resolve_store()
+            store = Store(settings.url, **settings.storage_options)
+            experiment = _ExperimentRef(os.environ.get(config.ENV_EXPERIMENT, "default"), store)
+            cls._context = cls(experiment, run_id, _in_job=True)
+        elif not allow_offline:
+            raise NoRunContextError(
+                "Run.get_context(allow_offline=False) was called outside a submitted job. Submit "
+                "the script with experiment.submit(ScriptRunConfig(...)) or `runyard submit "
+                "script.py`, or use experiment.start_logging() for an interactive run.")
+        else:
+            settings = config.resolve_store()
+            store = Store(settings.url, **settings.storage_options)
+            experiment = _ExperimentRef(os.environ.get(config.ENV_EXPERIMENT, "offline"), store)
+            cls._context = cls._create(experiment, kind="offline")
+            if not config.quiet():
+                print(f"runyard: offline run {cls._context.id} recording into {store.url} "
+                      f"(experiment {experiment.name!r}); see `runyard show {cls._context.id}`",
+                      file=sys.stderr)
+        return cls._context
+
+    # ------------------------------------------------------------ identity
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def parent(self) -> "Run | None":
+        parent_id = self._record.get("parent_run_id")
+        return Run(self.experiment, parent_id) if parent_id else None
+
+    @property
+    def type(self) -> str:
+        return self._record.get("kind", "interactive")
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.id
+
+    def __repr__(self) -> str:
+        return (f"Run(Experiment: {self.experiment.name}, Id: {self.id}, Type: {self.type}, "
+                f"Status: {self.get_status()})")
+
+    def _repr_html_(self) -> str:
+        from .widgets import run_summary_html
+        return run_summary_html(self)
+
+    def get_portal_url(self) -> str:
+        return f"http://127.0.0.1:{config.ui_port()}/runs/{self.id}"
+
+    # ------------------------------------------------------------- metrics
+    def _ensure_writer(self) -> MetricWriter:
+        if self._writer is None or self._writer._stopped:  # noqa: SLF001
+            interval = config.flush_interval()
+            spool_env = os.environ.get(config.ENV_SPOOL_DIR)
+            if self._in_job and spool_env:
+                self._writer = MetricWriter(spool_env, self._writer_id, ship=None,
+                                            interval=interval)
+            else:
+                spool = tempfile.mkdtemp(prefix=f"runyard-spool-{self.id}-")
+                shipper = SpoolShipper(spool, self._records, self.id)
+                self._writer = MetricWriter(spool, self._writer_id, ship=shipper.ship,
+                                            interval=interval, on_tick=self._heartbeat)
+        return self._writer
+
+    def _heartbeat(self, force: bool = False) -> None:
+        if not self._owner:
+            return
+        now = _time()
+        if force or now - self._last_heartbeat >= config.DEFAULT_HEARTBEAT_INTERVAL:
+            self._last_heartbeat = now
+            try:
+                self._records.write_heartbeat(self.id, {"pid": os.getpid()})
+            except Exception:  # noqa: BLE001 - a missed heartbeat is not fatal
+                pass
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log a scalar (int, float, bool or str). Repeated calls build a series.
+
+        Raises:
+            InvalidMetricValueError: the value cannot be stored (object, 1 MiB+ string).
+            InvalidNameError: the name is empty, too long or has control characters.
+        """
+        t = type(value)
+        if (t is not float and t is not int) or description or (step is not None and type(step) is not int):
+            return self._log_slow(name, value, description, step)
+        if name not in self._names:
+            self._names.add(check_metric_name(name))
+        writer = self._writer or self._ensure_writer()
+        writer.append((name, value, step, _time()))
+
+    def _log_slow(self, name: str, value: Any, description: str, step: Any) -> None:
+        check_metric_name(name)
+        self._names.add(name)
+        value = normalize_value(name, value)
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, int) and not hasattr(step, "__index__"):
+                raise InvalidMetricValueError(f"metric {name!r}: step must be an int, got {step!r}")
+            step = int(step)
+        self._ensure_writer().append((name, value, step, _time(), "scalar", description or None))
+
+    def log_list(self, name: str, value: Iterable[Any], description: str = "") -> None:
+        """Log a list of numbers or strings (returned as a list by get_metrics)."""
+        check_metric_name(name)
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise InvalidMetricValueError(f"log_list {name!r}: value must be a list, got {type(value).__name__}")
+        values = [normalize_value(name, v) for v in value]
+        now, writer = _time(), self._ensure_writer()
+        for i, v in enumerate(values):
+            writer.append((name, v, i, now, LIST, description or None))
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Log one row of a table; repeated calls build the table (dict of column lists)."""
+        check_metric_name(name)
+        row = {k: normalize_value(name, v) for k, v in kwargs.items()}
+        self._ensure_writer().append((name, check_json_payload(name, row), None, _time(), ROW,
+                                      description or None))
+
+    def log_table(self, name: str, value: dict, description: str = "") -> None:
+        """Log a table given as a dict of equal-length column lists."""
+        check_metric_name(name)
+        if not isinstance(value, dict):
+            raise InvalidMetricValueError(f"log_table {name!r}: value must be a dict of column lists")
+        columns = {k: [normalize_value(name, x) for x in (v if isinstance(v, (list, tuple)) else list(v))]
+                   for k, v in value.items()}
+        if len({len(c) for c in columns.values()}) > 1:
+            raise InvalidMetricValueError(f"log_table {name!r}: columns have different lengths")
+        self._ensure_writer().append((name, check_json_payload(name, columns), None, _time(),
+                                      TABLE, description or None))
+
+    def _log_json(self, kind: str, name: str, value: Any, description: str) -> None:
+        check_metric_name(name)
+        self._ensure_writer().append((name, check_json_payload(name, value), None, _time(), kind,
+                                      description or None))
+
+    def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
+        self._log_json(JSON_KINDS[0], name, value, description)
+
+    def log_accuracy_table(self, name: str, value: Any, description: str = "") -> None:
+        self._log_json(JSON_KINDS[1], name, value, description)
+
+    def log_predictions(self, name: str, value: Any, description: str = "") -> None:
+        self._log_json(JSON_KINDS[2], name, value, description)
+
+    def log_residuals(self, name: str, value: Any, description: str = "") -> None:
+        self._log_json(JSON_KINDS[3], name, value, description)
+
+    def log_image(self, name: str, path: str | None = None, plot: Any = None,
+                  description: str = "") -> None:
+        """Log an image file or a matplotlib figure / pyplot module; stored under images/."""
+        check_metric_name(name)
+        if (path is None) == (plot is None):
+            raise InvalidMetricValueError("log_image: give exactly one of path= or plot=")
+        if plot is not None:
+            buf = io.BytesIO()
+            figure = plot.gcf() if hasattr(plot, "gcf") else plot
+            if not hasattr(figure, "savefig"):
+                raise InvalidMetricValueError("log_image: plot must be a matplotlib Figure or pyplot")
+            figure.savefig(buf, format="png")
+            data, ext = buf.getvalue(), ".png"
+        else:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"log_image {name!r}: no image file at {path!r}")
+            with open(path, "rb") as fh:
+                data = fh.read()
+            ext = os.path.splitext(path)[1].lower() or ".png"
+        stored = self._image_file_name(name, ext)
+        self._store.put_bytes(self._records.file_key(self.id, stored), data)
+        self._ensure_writer().append((name, stored, None, _time(), IMAGE, description or None))
+
+    def _image_file_name(self, name: str, ext: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "image"
+        return f"images/{safe}_{time.time_ns()}{ext}"
+
+    def flush(self, timeout_seconds: float = 300) -> None:
+        """Deliver every metric logged so far (in a job: to the launcher's spool).
+
+        Raises:
+            MetricDeliveryError: some batches are still undelivered after the timeout.
+        """
+        if self._writer is not None:
+            self._writer.flush(timeout_seconds)
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False,
+                    run_type: str | None = None, populate: bool = False) -> dict[str, Any]:
+        """Metrics in Azure's shapes; ``recursive=True`` gives ``{run_id: metrics}`` with children."""
+        if self._writer is not None and (self._writer.buffer or not self._in_job):
+            self._writer.flush_now()
+        if not recursive:
+            return _read_metrics(self._records, self.id, name)
+        out = {self.id: _read_metrics(self._records, self.id, name)}
+        for child in self.get_children(recursive=True):
+            out[child.id] = _read_metrics(self._records, child.id, name)
+        return out
+
+    def get_metrics_summary(self) -> dict[str, dict]:
+        """Last/min/max/count per metric from the per-run summary (no series read)."""
+        if self._writer is not None and not self._in_job:
+            self._writer.flush_now()
+        return read_summary(self._records, self.id)
+
+    # ---------------------------------------------------------- tags, props
+    def _event(self, **event: Any) -> None:
+        self._records.write_event(self.id, self._writer_id, event)
+
+    def _state(self) -> dict[str, Any]:
+        tags: dict[str, Any] = dict(self._record.get("tags") or {})
+        props: dict[str, Any] = dict(self._record.get("properties") or {})
+        state = {"display_name": self._record.get("display_name"),
+                 "description": self._record.get("description")}
+        for event in self._records.read_events(self.id):
+            tags.update(event.get("tags") or {})
+            for key in event.get("remove_tags") or []:
+                tags.pop(key, None)
+            props.update(event.get("properties") or {})
+            for key in ("display_name", "description", "script_failed"):
+                if key in event:
+                    state[key] = event[key]
+        state.update(tags=tags, properties=props)
+        return state
+
+    def tag(self, key: str, value: Any = None) -> None:
+        key, text = check_tag(key, value)
+        self._event(tags={key: "" if text is None else text})
+
+    def set_tags(self, tags: dict | list | str) -> None:
+        if isinstance(tags, str):
+            tags = {tags: ""}
+        elif isinstance(tags, (list, tuple)):
+            tags = {t: "" for t in tags}
+        checked = dict(check_tag(k, v) for k, v in tags.items())
+        self._event(tags={k: "" if v is None else v for k, v in checked.items()})
+
+    def remove_tags(self, tags: Iterable[str] | str) -> None:
+        self._event(remove_tags=[tags] if isinstance(tags, str) else list(tags))
+
+    def get_tags(self) -> dict[str, str]:
+        return self._state()["tags"]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.get_tags()
+
+    def add_properties(self, properties: dict[str, Any]) -> None:
+        """Add immutable properties; changing an existing value raises ImmutablePropertyError."""
+        current = self.get_properties()
+        for key, value in properties.items():
+            check_tag(key, value)
+            if key in current and current[key] != str(value):
+                raise ImmutablePropertyError(
+                    f"property {key!r} is already {current[key]!r}; properties cannot change "
+                    "(use a tag for mutable values)")
+        self._event(properties={k: str(v) for k, v in properties.items()})
+
+    def get_properties(self) -> dict[str, str]:
+        return self._state()["properties"]
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return self.get_properties()
+
+    @property
+    def display_name(self) -> str | None:
+        return self._state()["display_name"]
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        check_tag("display_name", value)
+        self._event(display_name=value)
+
+    @property
+    def description(self) -> str | None:
+        return self._state()["description"]
+
+    @description.setter
+    def description(self, value: str) -> None:
+        check_tag("description", value)
+        self._event(description=value)
+
+    # ------------------------------------------------------------ children
+    def child_run(self, name: str | None = None, run_id: str | None = None,
+                  outputs: str | None = None) -> "Run":
+        """Create and start a child run (recorded under this run)."""
+        child = Run._create(self.experiment, kind="child", parent=self, run_id=run_id,
+                            outputs=outputs, extra={"display_name": name})
+        return child
+
+    def get_children(self, recursive: bool = False, tags: Any = None, properties: Any = None,
+                     type: str | None = None, status: str | None = None) -> list["Run"]:
+        out = []
+        for entry in self._records.list_children(self.id):
+            child = Run(self.experiment, entry["run_id"])
+            if _matches(child, tags, properties, type, status):
+                out.append(child)
+            if recursive:
+                out.extend(child.get_children(recursive=True, tags=tags, properties=properties,
+                                              type=type, status=status))
+        return out
+
+    # ---------------------------------------------------------- lifecycle
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.get_status() in (RunStatus.COMPLETED.value, RunStatus.FAILED.value,
+                                 RunStatus.CANCELED.value):
+            return False
+        if exc is None:
+            self.complete()
+        else:
+            self.fail(error_details={"message": f"{exc_type.__name__}: {exc}",
+                                     "traceback": "".join(traceback.format_exception(exc_type, exc, tb))})
+        return False
+
+    def _finish(self, status: RunStatus, details: dict | None = None) -> None:
+        if self._in_job:
+            # the launcher owns a job's status; record the script's wish and flush
+            self.flush()
+            if status is RunStatus.FAILED:
+                self._event(script_failed=details or {"message": "run.fail() called by the script"})
+            return
+        current = RunStatus(self._records.recorded_status(self.id)[0])
+        current.check_transition(RunStatus.FINALIZING if not status.is_terminal() else status, self.id)
+        if self._writer is not None:
+            self._writer.close(timeout=60)
+        if self._outputs and os.path.isdir(self._outputs) and status is RunStatus.COMPLETED:
+            self.upload_folder("outputs", self._outputs)
+        compact_metrics(self._records, self.id)
+        self._records.write_status(self.id, status, details)
+        _OWNED_RUNS.discard(self)
+
+    def complete(self, _set_status: bool = True) -> None:
+        """Mark the run Completed (uploads the ``outputs`` folder of start_logging)."""
+        self._finish(RunStatus.COMPLETED)
+
+    def fail(self, error_details: Any = None, error_code: str | None = None,
+             _set_status: bool = True) -> None:
+        """Mark the run Failed with error details (a message, an exception or a dict)."""
+        if isinstance(error_details, BaseException):
+            details = {"message": f"{type(error_details).__name__}: {error_details}"}
+        elif isinstance(error_details, dict):
+            details = dict(error_details)
+        else:
+            details = {"message": str(error_details) if error_details else "run.fail() called"}
+        if error_code:
+            details["code"] = error_code
+        self._finish(RunStatus.FAILED, {"error": details})
+
+    def cancel(self) -> None:
+        """Cancel the run. A job's launcher stops its processes and records Canceled."""
+        status = RunStatus(self._records.recorded_status(self.id)[0])
+        if status.is_terminal():
+            raise RunStateError(f"run {self.id} is already {status.value}; nothing to cancel")
+        if self.type in ("interactive", "offline", "child") and not self._in_job:
+            if self._writer is not None:
+                self._writer.close(timeout=60)
+            self._records.write_status(self.id, RunStatus.CANCELED)
+            return
+        self._records.request_cancel(self.id)
+        self._records.write_status(self.id, RunStatus.CANCEL_REQUESTED)
+
+
+def _matches(run: Run, tags: Any, properties: Any, type_: str | None, status: str | None) -> bool:
+    if type_ and run.type != type_:
+        return False
+    if status and run.get_status() != status:
+        return False
+    for wanted, have in ((tags, None), (properties, None)):
+        if not wanted:
+            continue
+        have = run.get_tags() if wanted is tags else run.get_properties()
+        items = wanted.items() if isinstance(wanted, dict) else ((w, None) for w in
+                                                                  ([wanted] if isinstance(wanted, str) else wanted))
+        for key, value in items:
+            if key not in have or (value is not None and have[key] != value):
+                return False
+    return True
+
+
+_OWNED_RUNS: "weakref.WeakSet[Run]" = weakref.WeakSet()
+
+
+@atexit.register
+def _complete_owned_runs() -> None:
+    """An interactive run still Running when the interpreter exits is Completed (as MLflow does)."""
+    for run in list(_OWNED_RUNS):
+        try:
+            if RunStatus(run._records.recorded_status(run.id)[0]) in (RunStatus.RUNNING,):  # noqa: SLF001
+                run.complete()
+        except Exception as exc:  # noqa: BLE001
+            print(f"runyard: could not complete run {run.id} at exit: {exc}", file=sys.stderr)
