@@ -200,6 +200,23 @@ def download(store: str | None, run_id: str, directory: str, prefix: str | None)
         click.echo(f"run {run_id} has no files{' under ' + prefix if prefix else ''}", err=True)
 
 
+@main.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--token", envvar="RUNYARD_UI_TOKEN", default=None,
+              help="Required on every request; mandatory when --host is not loopback")
+def ui(store: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve the web UI for a store (runs, charts, logs, files, sweeps)."""
+    try:
+        from tracking.ui.server import serve
+    except ImportError as exc:
+        raise click.ClickException(f"the web UI needs extra packages ({exc}); "
+                                   "pip install 'runyard[ui]'") from None
+    ws = _workspace(store)
+    serve(ws.store, host=host, port=port, token=token)
+
+
 def register(command: Callable) -> Callable:
     """Let other runner modules add commands (submission, sweeps, UI) without circular imports."""
     main.add_command(command)
@@ -207,7 +224,7 @@ def register(command: Callable) -> Callable:
 
 
 def _load_plugins() -> None:
-    for module in ("runner.cli_jobs", "tracking.ui.cli"):
+    for module in ("runner.cli_jobs",):
         try:
             __import__(module)
         except ImportError as exc:
