@@ -104,3 +104,39 @@ def resolve_store(url: str | None = None, storage_options: Mapping[str, Any] | N
     if os.environ.get(ENV_STORE):
         return StoreSettings(os.environ[ENV_STORE], options, "environment")
     return StoreSettings(default_store_url(), options, "default")
+
+ENV_HEARTBEAT_INTERVAL = "RUNYARD_HEARTBEAT_INTERVAL"  # seconds, default 5
+ENV_CANCEL_GRACE = "RUNYARD_CANCEL_GRACE"              # seconds between SIGTERM and SIGKILL, default 10
+ENV_SNAPSHOT_LIMIT_MB = "RUNYARD_SNAPSHOT_LIMIT_MB"    # default 300
+ENV_CACHE_DIR = "RUNYARD_CACHE_DIR"                    # default ~/.cache/runyard
+DEFAULT_CANCEL_GRACE = 10.0
+DEFAULT_SNAPSHOT_LIMIT_MB = 300.0
+
+
+def heartbeat_interval() -> float:
+    return _float_env(ENV_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL)
+
+
+def cancel_grace() -> float:
+    return _float_env(ENV_CANCEL_GRACE, DEFAULT_CANCEL_GRACE)
+
+
+def snapshot_limit_bytes(explicit_mb: float | None = None) -> int:
+    mb = explicit_mb if explicit_mb is not None else _float_env(ENV_SNAPSHOT_LIMIT_MB, DEFAULT_SNAPSHOT_LIMIT_MB)
+    return int(mb * 1024 * 1024)
+
+
+def cache_dir(*parts: str) -> str:
+    base = os.environ.get(ENV_CACHE_DIR) or os.path.join(os.path.expanduser("~"), ".cache", "runyard")
+    path = os.path.join(base, *parts)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def job_identity_env(run_id: str, experiment: str, store_url: str,
+                     storage_options: Mapping[str, Any] | None) -> dict[str, str]:
+    """The environment a job needs to find its run (the one place it is built)."""
+    env = {ENV_RUN_ID: run_id, ENV_EXPERIMENT: experiment, ENV_STORE: store_url}
+    if storage_options:
+        env[ENV_STORAGE_OPTIONS] = json.dumps(dict(storage_options))
+    return env

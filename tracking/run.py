@@ -203,7 +203,7 @@ class Run(RunFiles, RunStatusView):
         if not self._owner:
             return
         now = _time()
-        if force or now - self._last_heartbeat >= config.DEFAULT_HEARTBEAT_INTERVAL:
+        if force or now - self._last_heartbeat >= config.heartbeat_interval():
             self._last_heartbeat = now
             try:
                 self._records.write_heartbeat(self.id, {"pid": os.getpid()})
@@ -334,6 +334,22 @@ class Run(RunFiles, RunStatusView):
         if self._writer is not None and not self._in_job:
             self._writer.flush_now()
         return read_summary(self._records, self.id)
+
+    def restore_snapshot(self, snapshot_id: str | None = None, path: str | None = None) -> str:
+        """Write the run's source snapshot (byte-identical, modes kept) into ``path``.
+
+        Default path: ``./<run id>-snapshot``. Returns the folder.
+
+        Raises:
+            SnapshotError: the run has no snapshot.
+        """
+        from .errors import SnapshotError
+        from .snapshots import restore
+        snapshot_id = snapshot_id or self._record.get("snapshot_id")
+        if not snapshot_id:
+            raise SnapshotError(f"run {self.id} has no snapshot (interactive runs get one with "
+                                "start_logging(snapshot_directory=...))")
+        return restore(self._store, snapshot_id, path or os.path.join(os.getcwd(), f"{self.id}-snapshot"))
 
     # ---------------------------------------------------------- tags, props
     def _event(self, **event: Any) -> None:
