@@ -235,5 +235,6 @@ def _load_plugins() -> None:
 
 _load_plugins()
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - `python -m runner` is the supported spelling
+    from runner.cli import main as _main
+    _main()

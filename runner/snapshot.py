@@ -57,8 +57,8 @@ class SnapshotResult:
                  f"uploaded {self.uploaded_files} new blob(s) ({_mb(self.uploaded_bytes)}) "
                  f"in {self.seconds:.2f} s"]
         if self.excluded:
-            shown = ", ".join(f"{p} ({why})" for p, why in self.excluded[:8])
-            more = f" and {len(self.excluded) - 8} more" if len(self.excluded) > 8 else ""
+            shown = ", ".join(f"{p} ({why})" for p, why in self.excluded[:20])
+            more = f" and {len(self.excluded) - 20} more" if len(self.excluded) > 20 else ""
             lines.append(f"  not in the snapshot: {shown}{more}")
         return "\n".join(lines)
 

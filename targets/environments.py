@@ -49,6 +49,7 @@ def ensure_venv(requirements: list[str], base_python: str, log: _Log | None = No
     _say(log, f"runyard: building environment {key} from {len(requirements)} requirement(s)\n")
     tmp = f"{root}.tmp-{os.getpid()}"
     _run([base_python, "-m", "venv", "--system-site-packages", tmp], log)
+    _inherit_site_packages(tmp)
     req_file = os.path.join(tmp, "requirements.txt")
     with open(req_file, "w") as fh:
         fh.write("\n".join(requirements) + "\n")
@@ -62,6 +63,19 @@ def ensure_venv(requirements: list[str], base_python: str, log: _Log | None = No
     except OSError:  # another job built it first
         pass
     return python
+
+
+def _inherit_site_packages(venv: str) -> None:
+    """Append the launcher's own site-packages (runyard's dependencies) after the venv's.
+
+    ``--system-site-packages`` alone is not enough when the launcher itself runs in a venv.
+    """
+    import site
+    import sysconfig
+    purelib = sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
+    os.makedirs(purelib, exist_ok=True)
+    with open(os.path.join(purelib, "_runyard_parent.pth"), "w") as fh:
+        fh.write("\n".join(site.getsitepackages()) + "\n")
 
 
 def _run(argv: list[str], log: _Log | None) -> None:
