@@ -101,3 +101,38 @@ def snapshot_download(store, run_id, directory):
     """Restore RUN_ID's source snapshot into DIRECTORY (byte-identical, modes kept)."""
     run = _workspace(store).get_run(run_id)
     click.echo(run.restore_snapshot(path=directory))
+
+
+@main.command()
+@store_option
+@click.argument("run_id")
+@click.option("--top", default=0, help="Only the best N trials")
+@click.option("--json", "as_json", is_flag=True)
+def sweep(store, run_id, top, as_json):
+    """A sweep's trials sorted by the primary metric, and its early-termination decisions."""
+    import json as _json
+    from .cli import _emit
+    from .hyperdrive.run import HyperDriveRun
+    from tracking.errors import ConfigurationError
+    run = _workspace(store).get_run(run_id)
+    if not isinstance(run, HyperDriveRun):
+        raise ConfigurationError(f"run {run_id} is not a sweep (it is a {run.type} run)")
+    trials = run.get_children_sorted_by_primary_metric(top=top)
+    decisions = run.get_decisions()
+    if as_json:
+        click.echo(_json.dumps({"status": run.get_status(), "primary_metric": run.primary_metric_name,
+                                "goal": run.primary_metric_goal.value, "trials": trials,
+                                "decisions": decisions}, indent=2, default=str))
+        return
+    click.echo(f"sweep {run_id}: {run.get_status()}; primary metric {run.primary_metric_name} "
+               f"({run.primary_metric_goal.value})\n")
+    rows = [{"rank": i + 1, "run_id": t["run_id"], "status": t["status"],
+             run.primary_metric_name: t["best_primary_metric"],
+             "hyperparameters": " ".join(f"{k}={v}" for k, v in t["hyperparameters"].items())}
+            for i, t in enumerate(trials)]
+    _emit(rows, ["rank", "run_id", "status", run.primary_metric_name, "hyperparameters"], False)
+    click.echo("\nearly termination decisions:")
+    if not decisions:
+        click.echo("  (none)")
+    for d in decisions:
+        click.echo(f"  {d['trial']} at interval {d['interval']}: {d['reason']}")

@@ -15,7 +15,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-from targets.base import JobSpec, resolve_target
+from targets.base import JobSpec, describe_target, resolve_target
 from tracking import config as tconfig
 from tracking.errors import ConfigurationError, RunStateError
 from tracking.records import RunRecords
@@ -32,7 +32,7 @@ class ScriptRun(Run):
     def _target_handle(self) -> tuple[str | None, dict]:
         for event in reversed(self._records.read_events(self.id)):
             if "target_handle" in event:
-                return event.get("target_name"), event["target_handle"]
+                return event.get("target_spec") or event.get("target_name"), event["target_handle"]
         return None, {}
 
     def cancel(self, wait: bool = True, timeout: float | None = None) -> None:
@@ -69,7 +69,7 @@ class ScriptRun(Run):
                                    {"reason": "canceled; the launcher did not answer, stopped by the submitter"})
 
 
-def _target_for(name: str, experiment: Any):
+def _target_for(name: Any, experiment: Any):
     try:
         return resolve_target(name, getattr(experiment.workspace, "compute_targets", None))
     except Exception:  # noqa: BLE001 - cancel must still work without the target's extras
@@ -104,7 +104,8 @@ def submit(experiment: Any, config: Any, tags: dict | None = None, **kwargs: Any
 
 def submit_script(experiment: Any, config: ScriptRunConfig, *, tags: dict | None = None,
                   parent: Run | None = None, extra_record: dict | None = None,
-                  snapshot_id: str | None = None, quiet: bool | None = None) -> ScriptRun:
+                  snapshot_id: str | None = None, quiet: bool | None = None,
+                  run_id: str | None = None, kind: str = "script") -> ScriptRun:
     """Record and dispatch one script run (also used by sweeps for their trials)."""
     ws = experiment.workspace
     target = resolve_target(config.effective_target, ws.compute_targets)
@@ -117,12 +118,16 @@ def submit_script(experiment: Any, config: ScriptRunConfig, *, tags: dict | None
     record = build_record(config, target_name=target.name, snapshot_id=snapshot_id)
     record["tags"] = dict(tags or {})
     record.update(extra_record or {})
-    run = ScriptRun._create(experiment, kind="script", parent=parent, owner=False, extra=record,
-                            status=RunStatus.QUEUED)
+    run_class = ScriptRun
+    if kind == "sweep":
+        from .hyperdrive.run import HyperDriveRun
+        run_class = HyperDriveRun
+    run = run_class._create(experiment, kind=kind, parent=parent, owner=False, extra=record,
+                            status=RunStatus.QUEUED, run_id=run_id)
     job = job_spec(run, ws, config)
     handle = target.submit(job)
-    run._records.write_event(run.id, "submitter", {"target_name": target.name,  # noqa: SLF001
-                                                   "target_handle": handle})
+    run._records.write_event(run.id, "submitter", {  # noqa: SLF001
+        "target_name": target.name, "target_spec": describe_target(target), "target_handle": handle})
     return run
 
 

@@ -95,10 +95,20 @@ def target_class(name: str) -> type:
     return getattr(module, attr)
 
 
+def describe_target(target: Any) -> Any:
+    """JSON form of a target choice, so another process (a sweep controller) can rebuild it."""
+    if target is None or isinstance(target, str):
+        return target or "local"
+    return {"type": target.name, **dict(getattr(target, "settings", None) or {})}
+
+
 def resolve_target(target: Any, defined: Mapping[str, Mapping[str, Any]] | None = None) -> ComputeTarget:
     """A target object as is; a workspace-defined name with its settings; or a registry name."""
     if target is None:
         target = "local"
+    if isinstance(target, Mapping):
+        settings = dict(target)
+        return target_class(settings.pop("type"))(**settings)
     if not isinstance(target, str):
         if not isinstance(target, ComputeTarget):
             raise UnknownTargetError(f"{target!r} is not a compute target (it needs submit/poll/"

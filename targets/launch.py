@@ -109,7 +109,9 @@ class Launcher:
         environment = self.record.get("environment") or {}
         python = resolve_interpreter(environment, log=self.logs)
         command = self.record.get("command")
-        if command:
+        if self.record.get("module"):  # runyard's own jobs (the sweep controller): python -m
+            argv = [python, "-u", "-m", self.record["module"], *self.record.get("arguments", [])]
+        elif command:
             argv = command if isinstance(command, list) else ["/bin/sh", "-c", command]
         else:
             script = self.record.get("script")
