@@ -1,0 +1,1 @@
+"""Helpers shared by runyard's test tiers (service availability, see ``services``)."""
