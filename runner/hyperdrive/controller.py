@@ -93,6 +93,8 @@ class SweepController:
         self.poll_seconds = poll_seconds
         self.active: dict[str, dict] = {}     # run id -> hyperparameters
         self.reports: dict[str, list[float]] = {}
+        self.report_times: dict[str, list[float]] = {}
+        self.launched_at: dict[str, float] = {}
         self.finished: dict[str, str] = {}    # run id -> final status
         self.launched = 0
         self.stopping = False
@@ -127,6 +129,7 @@ class SweepController:
                       snapshot_id=self.snapshot_id, run_id=run_id, quiet=True,
                       extra_record={"hyperparameters": params, "trial_number": self.launched})
         self.active[run_id] = params
+        self.launched_at[run_id] = time.time()
         self.launched += 1
         print(f"trial {run_id}: {params}", flush=True)
 
@@ -134,7 +137,7 @@ class SweepController:
         from tracking.run import Run
         for run_id, params in list(self.active.items()):
             status = Run(self.experiment, run_id).get_status()
-            self.reports[run_id] = self._primary_series(run_id)
+            self.reports[run_id], self.report_times[run_id] = self._primary_series(run_id)
             if RunStatus(status).is_terminal():
                 del self.active[run_id]
                 self.finished[run_id] = status
@@ -143,16 +146,39 @@ class SweepController:
                 print(f"trial {run_id}: {status}, best {self.metric} = "
                       f"{self.goal.best(values) if values else None}", flush=True)
 
-    def _primary_series(self, run_id: str) -> list[float]:
+    def _primary_series(self, run_id: str) -> tuple[list[float], list[float]]:
         table = read_metrics_table(self.records, run_id)
         if table.num_rows == 0:
-            return []
+            return [], []
         import pyarrow.compute as pc
         table = sort_series(table.filter(pc.equal(table.column("name"), self.metric)))
-        return [float(v) if v is not None else math.nan for v in table.column("value").to_pylist()]
+        values = [float(v) if v is not None else math.nan for v in table.column("value").to_pylist()]
+        return values, table.column("time").to_pylist()
+
+    def _ready_reports(self) -> dict[str, list[float]]:
+        """Reports cut so that interval k of a running trial is judged only once every trial
+        that was already running when it reported k has reported k too (or ended).
+
+        Without this, a fast trial would be compared with a pool that lacks its slower peers
+        and the verdict would depend on polling times.
+        """
+        ready = {}
+        for run_id, values in self.reports.items():
+            if run_id not in self.active:
+                ready[run_id] = values
+                continue
+            times, k = self.report_times.get(run_id, []), 0
+            while k < len(values):
+                peers_behind = [p for p in self.active if p != run_id and
+                                self.launched_at[p] <= times[k] and len(self.reports.get(p, [])) <= k]
+                if peers_behind:
+                    break
+                k += 1
+            ready[run_id] = values[:k]
+        return ready
 
     def _apply_policy(self) -> None:
-        decisions = self.config.policy.evaluate(self.reports, self.goal, self.state,
+        decisions = self.config.policy.evaluate(self._ready_reports(), self.goal, self.state,
                                                 metric_name=self.metric)
         for d in decisions:
             if d.trial_id not in self.active:
