@@ -224,7 +224,7 @@ def register(command: Callable) -> Callable:
 
 
 def _load_plugins() -> None:
-    for module in ("runner.cli_jobs",):
+    for module in ("runner.cli_jobs", "runner.demo"):
         try:
             __import__(module)
         except ImportError as exc:

@@ -16,7 +16,7 @@ if ROOT not in sys.path:
 def _clean_runyard_env(monkeypatch, tmp_path):
     """No test sees the developer's RUNYARD_* settings or another test's run context."""
     for key in list(os.environ):
-        if key.startswith("RUNYARD_"):
+        if key.startswith("RUNYARD_") and not key.startswith("RUNYARD_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNYARD_QUIET", "1")
     monkeypatch.setenv("RUNYARD_FLUSH_INTERVAL", "0.2")
