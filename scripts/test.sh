@@ -25,7 +25,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-VENV="$ROOT/.venv"
 BASE_IMAGE="${RUNYARD_TEST_BASE_IMAGE:-runyard/python-base:bookworm}"
 ROOTFS_TAR="${RUNYARD_ROOTFS_TAR:-/var/cache/runyard/rootfs-bookworm.tar}"
 RUN_DIR=/run/runyard-test                   # a private tmpfs inside the namespace
@@ -108,24 +107,8 @@ ensure_system_packages() {
     fi
 }
 
-ensure_venv() {
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        say "creating $VENV"
-        python3 -m venv "$VENV"
-    fi
-    # Reinstall only when the dependency declaration changed: hash pyproject.toml (and the venv's
-    # Python, so a rebuilt interpreter counts as a change) into a stamp file.
-    local stamp="$VENV/.runyard-deps.sha256" want
-    want="$( (cat pyproject.toml; "$VENV/bin/python" -VV) | sha256sum | cut -d' ' -f1)"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-        say "venv up to date (pyproject.toml unchanged)"
-        return
-    fi
-    say "pip install -e '.[dev]'"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[dev]'
-    echo "$want" >"$stamp"
-}
+# shellcheck source=venv.sh
+source "$ROOT/scripts/venv.sh"
 
 can_unshare() {
     is_root && [[ -z "${RUNYARD_TEST_NO_NETNS:-}" ]] &&
