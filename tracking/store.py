@@ -95,7 +95,7 @@ class Store:
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         try:
-            self.fs, root = url_to_fs(self.url, **self.storage_options)
+            self.fs, root = url_to_fs(self.url, **_backend_defaults(self.url, self.storage_options))
         except ImportError as exc:
             hint = "pip install 'runyard[s3]'" if self.url.startswith("s3") else "install the fsspec backend"
             raise StoreUnavailableError(f"no fsspec backend for {self.url}: {exc}; {hint}",
@@ -233,6 +233,21 @@ class Store:
 
     def keys_with_prefix(self, prefixes: Iterable[str]) -> dict[str, list[str]]:
         return {p: self.list(p) for p in prefixes}
+
+
+def _backend_defaults(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Options that make a backend behave as a shared store (not copied into job envs).
+
+    s3: other processes write too, so no listing cache and no shared cached instance; bounded
+    connect/read timeouts so an outage surfaces as an error our retry/spool logic handles.
+    """
+    if not url.startswith(("s3://", "s3a://")):
+        return options
+    merged = {"use_listings_cache": False, "skip_instance_cache": True, **options}
+    config_kwargs = {"connect_timeout": 5, "read_timeout": 30,
+                     "retries": {"total_max_attempts": 2, "mode": "standard"}}
+    merged["config_kwargs"] = {**config_kwargs, **dict(options.get("config_kwargs") or {})}
+    return merged
 
 
 def normalize_url(url: str) -> str:
