@@ -4,45 +4,9 @@ from __future__ import annotations
 import os
 import textwrap
 
-SEED_TRAIN = '''
-import os
-from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
-from sklearn.metrics import mean_squared_error
-from sklearn.model_selection import train_test_split
-from tracking import Run
-import joblib
-import mylib
-
-X, y = load_diabetes(return_X_y=True)
-run = Run.get_context()
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
-data = {"train": {"X": X_train, "y": y_train}, "test": {"X": X_test, "y": y_test}}
-
-# list of numbers from 0.0 to 1.0 with a 0.05 interval
-alphas = mylib.get_alphas()
-
-for alpha in alphas:
-    reg = Ridge(alpha=alpha)
-    reg.fit(data["train"]["X"], data["train"]["y"])
-    preds = reg.predict(data["test"]["X"])
-    mse = mean_squared_error(preds, data["test"]["y"])
-    run.log('alpha', alpha)
-    run.log('mse', mse)
-    model_file_name = 'ridge_{0:.2f}.pkl'.format(alpha)
-    with open(model_file_name, "wb") as file:
-        joblib.dump(value=reg, filename=model_file_name)
-    run.upload_file(name=model_file_name, path_or_stream=model_file_name)
-    print('alpha is {0:.2f}, and mse is {1:0.2f}'.format(alpha, mse))
-'''
-
-SEED_MYLIB = '''
-import numpy as np
-
-def get_alphas():
-    # list of numbers from 0.0 to 1.0 with a 0.05 interval
-    return np.arange(0.0, 1.0, 0.05)
-'''
+# the seed's second example, exactly as `runyard demo` writes it
+from runner.demo import MYLIB as SEED_MYLIB  # noqa: E402
+from runner.demo import TRAIN as SEED_TRAIN  # noqa: E402
 
 
 def write_project(folder, files: dict[str, str]) -> str:
