@@ -88,7 +88,7 @@ class Store:
         StoreUnavailableError: when the backend cannot be created (missing package, bad URL).
     """
 
-    def __init__(self, url: str, *, retries: int = 5, backoff_s: float = 0.2,
+    def __init__(self, url: str, *, retries: int = 3, backoff_s: float = 0.2,
                  **storage_options: Any):
         self.url = normalize_url(url)
         self.storage_options = dict(storage_options)

@@ -87,3 +87,24 @@ def test_store_outage_loses_and_duplicates_nothing(s3, tmp_path, monkeypatch):
     assert "tick 1400" in run.get_log_text()
     leaked = [path for path, data in _all_objects(s3).items() if SECRET_KEY.encode() in data]
     assert leaked == []
+
+
+def test_unreachable_store_is_a_clear_error_and_cli_exit_4(tmp_path):
+    import socket
+    from click.testing import CliRunner
+    from runner.cli import main
+    from tests.support.s3_server import require_s3
+    from tracking.errors import StoreUnavailableError
+    require_s3()
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    options = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+    ws = Workspace(store="s3://nowhere/x", **options)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as info:
+        Experiment(ws, "e").start_logging()
+    assert "s3://nowhere/x" in str(info.value) and time.monotonic() - started < 30
+    env = {"RUNYARD_STORAGE_OPTIONS": __import__("json").dumps(options)}
+    res = CliRunner().invoke(main, ["runs", "--store", "s3://nowhere/x"], env=env)
+    assert res.exit_code == 4 and "unreachable" in res.output
