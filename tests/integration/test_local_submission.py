@@ -185,3 +185,25 @@ def test_environment_from_requirements_builds_a_cached_venv(local_ws, tmp_path, 
     assert first.get_metrics() == second.get_metrics() == {"value": 42}
     assert "building environment" in first.get_log_text()
     assert "reusing environment" in second.get_log_text()
+
+
+def test_lost_launcher_reads_not_responding_then_failed(local_ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_INTERVAL", "0.3")
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_TIMEOUT", "2")
+    run = _submit(local_ws, tmp_path, "import time; print('up', flush=True); time.sleep(120)")
+    deadline = time.time() + 30
+    while "up" not in run.get_log_text() and time.time() < deadline:
+        time.sleep(0.1)
+    _, handle = run._target_handle()
+    running = [e for e in run._records.status_events(run.id) if e.status.value == "Running"][0]
+    script_pgid = run._records.status_details(running)["pgid"]
+    os.kill(handle["pid"], signal.SIGKILL)          # the machine "loses" the launcher
+    os.killpg(script_pgid, signal.SIGKILL)
+    assert run.get_status() == "Running"
+    time.sleep(2.5)
+    assert run.get_status() == "NotResponding"
+    time.sleep(2.0)
+    details = run.get_details()
+    assert details["status"] == "Failed" and details["error"]["error"]["code"] == "HeartbeatLost"
+    with pytest.raises(RunFailedError):
+        run.wait_for_completion(timeout=5)
