@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RecordNotFoundError
-from .metrics import SCHEMA, merge_summaries, shape_metrics, summarize
+from .metrics import SCHEMA, merge_summaries, shape_metrics, summarize, to_parquet_bytes
 from .records import RunRecords, now_ns
 
 _COVERS = b"runyard.covers"
@@ -80,9 +80,8 @@ def compact_metrics(records: RunRecords, run_id: str) -> int:
         return -1
     table = read_metrics_table(records, run_id)
     table = table.cast(SCHEMA).replace_schema_metadata({_COVERS: json.dumps(names).encode()})
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    records.store.put_bytes(f"{prefix}/compacted-{now_ns():020d}.parquet", sink.getvalue())
+    records.store.put_bytes(f"{prefix}/compacted-{now_ns():020d}.parquet",
+                            to_parquet_bytes(table, compression_level=None))
     for name in names:
         records.store.delete(f"{prefix}/{name}")
     return table.num_rows

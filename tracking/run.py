@@ -44,6 +44,9 @@ from .store import Store
 from .writer import MetricWriter, SpoolShipper
 
 _time = time.time
+# Points held in memory before run.log itself spools a batch. Bounds memory (~100 MB per million
+# points) and what a SIGKILL can lose when a loop logs faster than the flush thread encodes.
+MAX_BUFFERED_POINTS = 1_000_000
 
 
 class _ExperimentRef:
@@ -223,7 +226,10 @@ class Run(RunFiles, RunStatusView):
         if name not in self._names:
             self._names.add(check_metric_name(name))
         writer = self._writer or self._ensure_writer()
-        writer.append((name, value, step, _time()))
+        buffer = writer.buffer
+        buffer.append((name, value, step, _time()))
+        if len(buffer) > MAX_BUFFERED_POINTS:
+            writer.flush_now()  # back-pressure: a caller outpacing the flush thread helps it
 
     def _log_slow(self, name: str, value: Any, description: str, step: Any) -> None:
         check_metric_name(name)

@@ -31,7 +31,7 @@ from .records import RunRecords
 log = logging.getLogger("runyard.writer")
 _BATCH_RE = re.compile(r"^(?P<writer>.+)-(?P<seq>\d{10})\.parquet$")
 _SUMMARY_PREFIX = "summary-"
-MAX_ROWS_PER_BATCH = 2_000_000
+MAX_ROWS_PER_BATCH = 500_000  # bounded batches: each one is durable before the next is encoded
 
 
 class SpoolShipper:
@@ -141,25 +141,36 @@ class MetricWriter:
                 log.exception("runyard: metric flush failed; will retry")
 
     def flush_now(self) -> int:
-        """Spool everything buffered, then ship; return the number of files still pending."""
-        with self._lock:
-            self._spool_buffer()
-            return self._ship() if self._ship else 0
+        """Spool what is buffered (batch by batch, shipping each), return files still pending.
 
-    def _spool_buffer(self) -> None:
-        buf = self.buffer
-        while buf:
-            n = min(len(buf), MAX_ROWS_PER_BATCH)
-            popleft = buf.popleft
-            records = [popleft() for _ in range(n)]
-            table = encode_batch(records, self._seq)
-            self._seq += n
-            name = f"{self.writer_id}-{self._batch_no:010d}.parquet"
-            self._batch_no += 1
-            _atomic_write(os.path.join(self.spool_dir, name), to_parquet_bytes(table))
-            self._summary = summarize(table, self._summary)
-            _atomic_write(os.path.join(self.spool_dir, f"{_SUMMARY_PREFIX}{self.writer_id}.json"),
-                          json.dumps(self._summary, allow_nan=True).encode())
+        Works on the length seen at entry, so a caller logging flat out cannot keep the flush
+        thread chasing it forever; what arrives meanwhile goes with the next flush.
+        """
+        with self._lock:
+            remaining = len(self.buffer)
+            pending = 0
+            while True:
+                taken = self._spool_batch(min(remaining, MAX_ROWS_PER_BATCH))
+                remaining -= taken
+                pending = self._ship() if self._ship else 0
+                if remaining <= 0:
+                    return pending
+
+    def _spool_batch(self, n: int) -> int:
+        """Encode the oldest ``n`` records into one spool file (atomic) and fold the summary."""
+        if n <= 0:
+            return 0
+        popleft = self.buffer.popleft
+        records = [popleft() for _ in range(n)]
+        table = encode_batch(records, self._seq)
+        self._seq += n
+        name = f"{self.writer_id}-{self._batch_no:010d}.parquet"
+        self._batch_no += 1
+        _atomic_write(os.path.join(self.spool_dir, name), to_parquet_bytes(table))
+        self._summary = summarize(table, self._summary)
+        _atomic_write(os.path.join(self.spool_dir, f"{_SUMMARY_PREFIX}{self.writer_id}.json"),
+                      json.dumps(self._summary, allow_nan=True).encode())
+        return n
 
     def flush(self, timeout: float | None = None) -> None:
         """Write and (interactive) ship everything logged so far.
