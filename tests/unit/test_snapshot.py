@@ -110,3 +110,14 @@ def test_start_logging_with_snapshot_directory(tmp_path, memory_ws):
     run.complete()
     out = run.restore_snapshot(path=str(tmp_path / "back"))
     assert (tmp_path / "back" / "nb.py").read_text() == "print(1)" and out.endswith("back")
+
+
+def test_many_files_use_shard_listings_and_upload_only_the_change(tmp_path):
+    src = _tree(tmp_path / "src", {f"d{i % 7}/f{i}.txt": f"content {i}\n" for i in range(700)})
+    store = Store(str(tmp_path / "store"))
+    first = take_snapshot(store, str(src))
+    assert first.uploaded_files == 700
+    (src / "d0" / "f0.txt").write_text("new content\n")
+    (src / "d1" / "new.txt").write_text("content 1\n")  # same bytes as d1/f1.txt: no upload
+    second = take_snapshot(store, str(src))
+    assert second.uploaded_files == 1 and second.files == 701
