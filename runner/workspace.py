@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tracking import config
-from tracking.errors import ConfigurationError, RunNotFoundError
+from tracking.errors import ConfigurationError
 from tracking.names import check_experiment_name
 from tracking.records import RunRecords
 from tracking.run import Run
-from tracking.status import RunStatus
 from tracking.store import Store
 
 
