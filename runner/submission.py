@@ -56,6 +56,8 @@ class ScriptRun(Run):
         target = _target_for(name, self.experiment) if name else None
         while time.monotonic() < deadline:
             if RunStatus(self._records.recorded_status(self.id)[0]).is_terminal():
+                if target is not None and handle:  # the launcher stopped: let the target clean
+                    target.cancel(handle, grace_seconds=grace)  # up (a container is removed)
                 return
             if target is not None and handle and target.poll(handle) == "exited":
                 break

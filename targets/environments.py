@@ -16,6 +16,11 @@ from typing import Any, Mapping, Protocol
 from tracking import config
 
 
+# Set by image-building targets (Docker) in the job image: requirements_hash(reqs, "image") of
+# the requirements installed into the image's interpreter, so no venv is built at run time.
+ENV_IMAGE_REQUIREMENTS = "RUNYARD_IMAGE_REQUIREMENTS"
+
+
 class _Log(Protocol):
     def write(self, data: bytes, is_err: bool = False) -> None: ...
 
@@ -34,6 +39,9 @@ def resolve_interpreter(environment: Mapping[str, Any], log: _Log | None = None)
         return path
     requirements = list(python.get("pip_requirements") or [])
     if python.get("user_managed_dependencies", True) or not requirements:
+        return sys.executable
+    if os.environ.get(ENV_IMAGE_REQUIREMENTS) == requirements_hash(requirements, "image"):
+        _say(log, "runyard: requirements are installed in the job image\n")
         return sys.executable
     return ensure_venv(requirements, sys.executable, log)
 

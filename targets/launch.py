@@ -60,6 +60,7 @@ class Launcher:
         self._stop = threading.Event()
         self.child: subprocess.Popen | None = None
         self.reason: str | None = None
+        self.oom_kills_before: int | None = None
 
     # ------------------------------------------------------------- status
     def _status(self, status: RunStatus, **details: Any) -> None:
@@ -127,6 +128,7 @@ class Launcher:
     def _supervise(self, argv: list[str], env: dict[str, str]) -> int:
         from tracking.writer import SpoolShipper
         shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
+        self.oom_kills_before = cgroup_memory()["oom_kills"]
         self.child = subprocess.Popen(argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       start_new_session=True)
@@ -205,6 +207,13 @@ class Launcher:
         if self.reason == "timeout":
             return RunStatus.FAILED, {"exit_code": code, "error": {
                 "message": "max_run_duration_seconds exceeded", "code": "Timeout", "stderr_tail": tail}}
+        memory = cgroup_memory()
+        if code != 0 and (memory["oom_kills"] or 0) > (self.oom_kills_before or 0):
+            details = out_of_memory_details(memory["limit"], "the script")
+            details["error"]["stderr_tail"] = tail
+            if code < 0:
+                details["signal"] = signal.Signals(-code).name
+            return RunStatus.FAILED, {"exit_code": code, **details}
         if code == 0:
             failed = _script_failure(self.records, self.run_id)
             if failed:
@@ -258,6 +267,41 @@ def _script_failure(records: RunRecords, run_id: str) -> dict | None:
         if "script_failed" in event:
             return event["script_failed"]
     return None
+
+
+def cgroup_memory() -> dict[str, int | None]:
+    """OOM kills so far and memory limit (bytes) of this process's memory cgroup, None if unknown.
+
+    cgroup v2 (``memory.events``, ``memory.max``) or v1 (``memory.oom_control``,
+    ``memory.limit_in_bytes``); a container sees its own cgroup at the root of the mount.
+    """
+    try:
+        with open("/proc/self/cgroup") as fh:
+            own = {c or "v2": p for _, c, p in (ln.rstrip("\n").split(":", 2) for ln in fh)}
+    except (OSError, ValueError):
+        own = {}
+    for root, key, events, limit in (("/sys/fs/cgroup", "v2", "memory.events", "memory.max"),
+                                     ("/sys/fs/cgroup/memory", "memory", "memory.oom_control",
+                                      "memory.limit_in_bytes")):
+        for folder in dict.fromkeys((root + own.get(key, "/"), root)):
+            try:
+                with open(os.path.join(folder, events)) as fh:
+                    kills = int(dict(ln.split() for ln in fh if ln.count(" ") == 1)["oom_kill"])
+                with open(os.path.join(folder, limit)) as fh:
+                    value = fh.read().strip()
+            except (OSError, KeyError, ValueError):
+                continue
+            return {"oom_kills": kills,
+                    "limit": int(value) if value.isdigit() and int(value) < 2 ** 60 else None}
+    return {"oom_kills": None, "limit": None}
+
+
+def out_of_memory_details(limit: int | None, victim: str) -> dict[str, Any]:
+    """Final-status details of a job stopped by the OOM killer (also used by container entrypoints)."""
+    text = f"{limit / 2 ** 20:.0f} MiB" if limit else "no limit set"
+    return {"reason": "out of memory", "memory_limit": text,
+            "error": {"message": f"out of memory: the kernel's OOM killer stopped {victim} "
+                                 f"(memory limit {text})", "code": "OutOfMemory"}}
 
 
 def _with_runyard_on_path(current: str | None) -> str:

@@ -27,7 +27,7 @@ class LogStreamer:
         self._all = bytearray()
         self._stderr_tail: deque[bytes] = deque()
         self._stderr_size = 0
-        self._seq = 0
+        self._seq = _next_sequence(records, run_id)
         self._lock = threading.Lock()
         self._readers: list[threading.Thread] = []
 
@@ -88,3 +88,11 @@ class LogStreamer:
     def full_text(self) -> bytes:
         with self._lock:
             return bytes(self._all)
+
+
+def _next_sequence(records: RunRecords, run_id: str) -> int:
+    """Continue after chunks already written for the run (a target's image build output)."""
+    try:
+        return len(records.log_chunks(run_id, LOG_STREAM))
+    except StoreError:
+        return 0
