@@ -26,7 +26,7 @@ from ..run import Run, _ExperimentRef
 from ..status import RunStatus
 
 # a terminal run keeps moving briefly (final summary, compaction): re-read it until this old
-SETTLE_AFTER_S = 15.0
+SETTLE_AFTER_S = 5.0
 SETTLED_RECHECK_PER_REFRESH = 64
 
 

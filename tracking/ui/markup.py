@@ -104,7 +104,8 @@ def layout(title: str, body: str, *, crumbs: list[tuple[str, str | None]] = (), 
     """A whole page. ``crumbs`` are (text, url or None); ``charts`` loads plotly.js."""
     nav = " / ".join(f"<a href={attr(url)}>{esc(text)}</a>" if url else esc(text)
                      for text, url in [("runyard", "/"), *crumbs])
-    scripts = '<script src="/static/plotly.min.js"></script>' if charts else ""
+    # plotly.js (4.8 MB) loads async: app.js fetches chart data while the browser compiles it
+    scripts = '<script src="/static/plotly.min.js" id="plotly-js" async></script>' if charts else ""
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{esc(title)} · runyard</title>"
