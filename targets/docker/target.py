@@ -7,10 +7,12 @@ job inside the container, through the store, exactly as on the local target.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import threading
 import time
 from typing import Any, Literal, Mapping
 
@@ -21,7 +23,7 @@ from docker.types import DeviceRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tracking import config
-from tracking.errors import ConfigurationError, ImageBuildError, TargetUnavailableError
+from tracking.errors import ConfigurationError, ImageBuildError, StoreError, TargetUnavailableError
 from tracking.records import RunRecords
 from tracking.status import RunStatus
 from tracking.store import Store
@@ -144,7 +146,8 @@ class DockerTarget:
         base = job.docker_image or self._settings.image or DEFAULT_BASE_IMAGE
         requirements = () if job.user_managed else job.python_requirements
         try:
-            image = ImageBuilder(client).resolve(base, requirements, log)
+            with _heartbeats(records, job.run_id):
+                image = ImageBuilder(client).resolve(base, requirements, log)
         except (ImageBuildError, DockerException, requests.RequestException) as exc:
             message = str(exc).split("\n--- build log tail ---")[0]
             log.write(f"runyard: building the job image failed: {message}\n".encode())
@@ -288,6 +291,28 @@ def _record_failure(records: RunRecords, run_id: str, code: str, message: str,
                     tail: str = "") -> None:
     records.write_status(run_id, RunStatus.FAILED,
                          {"error": {"message": message, "code": code, "stderr_tail": tail}})
+
+
+@contextlib.contextmanager
+def _heartbeats(records: RunRecords, run_id: str):
+    """Heartbeat for the run while its image builds (minutes, sometimes): until the launcher
+    runs and takes over, readers would otherwise see NotResponding, then Failed."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(config.heartbeat_interval()):
+            try:
+                records.write_heartbeat(run_id, {"stage": "image build"})
+            except StoreError:
+                pass
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 class _BuildLog:

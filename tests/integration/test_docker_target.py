@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 import zipfile
@@ -166,13 +167,19 @@ def test_same_environment_builds_once_and_changed_requirements_rebuild(docker_ws
                 pass
     """
     env = _env(base_image, [first_pkg])
-    runs = [_submit(docker_ws, tmp_path, code, env=env) for _ in range(2)]
+    # the build outlasts a 1 s heartbeat timeout: the run must read Preparing, not NotResponding
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_INTERVAL", "0.25")
+    monkeypatch.setenv("RUNYARD_HEARTBEAT_TIMEOUT", "1")
+    statuses = _statuses_while(lambda: _submit(docker_ws, tmp_path, code, env=env), docker_ws)
+    runs = [statuses.pop("run"), _submit(docker_ws, tmp_path, code, env=env)]
     changed = _submit(docker_ws, tmp_path, code, env=_env(base_image, [first_pkg, second_pkg]))
     try:
         for run in runs + [changed]:
             run.wait_for_completion(timeout=300)
         first, second = runs
         assert "building image" in first.get_log_text()
+        assert _build_seconds(first) > 2 and "Preparing" in statuses["seen"], statuses
+        assert not {"NotResponding", "Failed"} & set(statuses["seen"]), statuses
         assert "is up to date" in second.get_log_text() and "building image" not in second.get_log_text()
         assert _preparing_seconds(second) < 1.0, _timeline(second)
         assert first.get_metrics() == second.get_metrics() == {first_pkg: "a"}
@@ -187,6 +194,26 @@ def test_same_environment_builds_once_and_changed_requirements_rebuild(docker_ws
                 engine.images.remove(_image_of(run), force=True)
             except Exception:  # noqa: BLE001 - already gone / never built
                 pass
+
+
+def _statuses_while(submit, ws_and_exp):
+    """Submit in a thread; meanwhile sample what a reader sees of the new run."""
+    result, seen = {}, []
+    thread = threading.Thread(target=lambda: result.update(run=submit()))
+    thread.start()
+    experiment = Experiment(*ws_and_exp)
+    while thread.is_alive():
+        runs = list(experiment.get_runs())
+        if runs:
+            seen.append(runs[0].get_status())
+        time.sleep(0.1)
+    thread.join()
+    return {"run": result["run"], "seen": seen}
+
+
+def _build_seconds(run):
+    words = run.get_log_text().split("runyard: built image ")[1].split()
+    return float(words[2])
 
 
 def _image_of(run):
