@@ -127,7 +127,12 @@ def submit_script(experiment: Any, config: ScriptRunConfig, *, tags: dict | None
     run = run_class._create(experiment, kind=kind, parent=parent, owner=False, extra=record,
                             status=RunStatus.QUEUED, run_id=run_id)
     job = job_spec(run, ws, config)
-    handle = target.submit(job)
+    try:
+        handle = target.submit(job)
+    except Exception as exc:  # unreachable cluster...: the run must not read Queued forever
+        run._records.write_status(run.id, RunStatus.FAILED, {"error": {  # noqa: SLF001
+            "message": f"could not start the job on target {target.name}: {exc}", "code": "SubmitFailed"}})
+        raise
     run._records.write_event(run.id, "submitter", {  # noqa: SLF001
         "target_name": target.name, "target_spec": describe_target(target), "target_handle": handle})
     return run
@@ -160,13 +165,31 @@ def build_record(config: ScriptRunConfig, *, target_name: str, snapshot_id: str)
 
 
 def installed_packages() -> list[str]:
-    """``pip freeze`` of the submitting interpreter, without spawning pip."""
-    seen = {}
-    for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
-    return sorted(seen.values(), key=str.lower)
+    """``pip freeze`` of the submitting interpreter, without spawning pip.
+
+    Reading every distribution's metadata costs ~0.5 s with a few hundred packages, which a
+    sweep controller would pay per trial: cached until ``sys.path`` or a folder on it changes
+    (a ``pip install`` in the notebook touches its site-packages folder).
+    """
+    key = tuple((p, _mtime(p)) for p in sys.path)
+    if _FREEZE_CACHE.get("key") != key:
+        seen = {}
+        for dist in metadata.distributions():
+            name = dist.metadata.get("Name")
+            if name and name.lower() not in seen:
+                seen[name.lower()] = f"{name}=={dist.version}"
+        _FREEZE_CACHE.update(key=key, value=sorted(seen.values(), key=str.lower))
+    return list(_FREEZE_CACHE["value"])
+
+
+_FREEZE_CACHE: dict[str, Any] = {}
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return None
 
 
 def git_state(folder: str) -> dict[str, Any] | None:

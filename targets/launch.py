@@ -56,6 +56,9 @@ class Launcher:
         self.node = {"host": socket.gethostname(), "launcher_pid": os.getpid(),
                      **json.loads(os.environ.get(ENV_NODE_INFO) or "{}")}
         self.logs = LogStreamer(records, run_id)
+        # A target that restarts a lost job (Ray's max_retries) starts a new launcher on the same
+        # run: each start is one attempt, recorded on every status it writes.
+        self.attempt = 1 + sum(e.status is RunStatus.PREPARING for e in records.status_events(run_id))
         self.cancel_event = threading.Event()
         self._stop = threading.Event()
         self.child: subprocess.Popen | None = None
@@ -65,7 +68,7 @@ class Launcher:
     # ------------------------------------------------------------- status
     def _status(self, status: RunStatus, **details: Any) -> None:
         try:
-            self.records.write_status(self.run_id, status, details)
+            self.records.write_status(self.run_id, status, {"attempt": self.attempt, **details})
         except StoreError as exc:
             print(f"runyard launcher: could not record {status.value}: {exc}", file=sys.stderr)
 
@@ -131,7 +134,7 @@ class Launcher:
         self.oom_kills_before = cgroup_memory()["oom_kills"]
         self.child = subprocess.Popen(argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      start_new_session=True)
+                                      start_new_session=True, preexec_fn=_die_with_parent_hook())
         pgid = os.getpgid(self.child.pid)
         self.logs.attach(self.child.stdout, self.child.stderr)
         self._status(RunStatus.RUNNING, pid=self.child.pid, pgid=pgid, node=self.node)
@@ -252,6 +255,16 @@ class Launcher:
         shutil.rmtree(self.spool_dir, ignore_errors=True)
         if not os.environ.get("RUNYARD_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _die_with_parent_hook():
+    """``preexec_fn``: the script gets SIGKILL if this launcher dies (node lost, launcher killed),
+    so no script runs unsupervised next to a retried attempt. prctl is resolved before the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _reap_orphans() -> None:

@@ -74,16 +74,19 @@ class RunStatusView:
             "logFiles": {f"logs/{s}": f"runs/{self.id}/logs/{s}" for s in self._records.log_streams(self.id)},
             "statusTimeline": [{"status": e.status.value, "timeUtc": _iso(e.time)} for e in events],
         }
-        for key in ("python_version", "git", "pip_freeze_file", "attempts"):
+        for key in ("python_version", "git", "pip_freeze_file"):
             if record.get(key) is not None:
                 details[key] = record[key]
         terminal = next((e for e in events if e.status.is_terminal()), None)
         info = self._records.status_details(terminal) if terminal else {}
         if events and not terminal:
             info = self._records.status_details(events[-1])
-        for key in ("exit_code", "signal", "node", "container_id", "reason"):
+        for key in ("exit_code", "signal", "node", "container_id", "reason", "attempt"):
             if key in info:
                 details[key] = info[key]
+        attempts = sum(e.status is RunStatus.PREPARING for e in events)  # one per launcher start
+        if attempts:
+            details["attempts"] = attempts
         error = info.get("error") or derived_error
         if error:
             details["error"] = {"error": error}
