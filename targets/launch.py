@@ -58,7 +58,7 @@ class Launcher:
         self.logs = LogStreamer(records, run_id)
         # A target that restarts a lost job (Ray's max_retries) starts a new launcher on the same
         # run: each start is one attempt, recorded on every status it writes.
-        self.attempt = 1 + sum(e.status is RunStatus.PREPARING for e in records.status_events(run_id))
+        self.attempt = 1 + records.launcher_starts(records.status_events(run_id))
         self.cancel_event = threading.Event()
         self._stop = threading.Event()
         self.child: subprocess.Popen | None = None
@@ -129,8 +129,6 @@ class Launcher:
         return argv, env
 
     def _supervise(self, argv: list[str], env: dict[str, str]) -> int:
-        from tracking.writer import SpoolShipper
-        shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
         self.oom_kills_before = cgroup_memory()["oom_kills"]
         self.child = subprocess.Popen(argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -138,11 +136,18 @@ class Launcher:
         pgid = os.getpgid(self.child.pid)
         self.logs.attach(self.child.stdout, self.child.stderr)
         self._status(RunStatus.RUNNING, pid=self.child.pid, pgid=pgid, node=self.node)
+        from tracking.writer import SpoolShipper  # pyarrow: imported while the script starts
+        shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
         limit = self.record.get("max_run_duration_seconds")
-        started = time.monotonic()
+        started = last_flush = time.monotonic()
         while self.child.poll() is None:
-            time.sleep(TICK)
+            # the first output goes out as soon as it arrives, later chunks at most every TICK
+            self.logs.arrived.wait(TICK)
+            if self.logs.chunks_written and time.monotonic() - last_flush < TICK:
+                time.sleep(TICK - (time.monotonic() - last_flush))
+            self.logs.arrived.clear()
             self.logs.flush()
+            last_flush = time.monotonic()
             shipper.ship()
             if self.cancel_event.is_set() and self.reason is None:
                 self.reason = "canceled"

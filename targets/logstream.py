@@ -30,6 +30,8 @@ class LogStreamer:
         self._seq = _next_sequence(records, run_id)
         self._lock = threading.Lock()
         self._readers: list[threading.Thread] = []
+        self.arrived = threading.Event()  # set on new output, so the launcher can flush at once
+        self.chunks_written = 0
 
     def attach(self, stdout: IO[bytes], stderr: IO[bytes]) -> None:
         for pipe, is_err in ((stdout, False), (stderr, True)):
@@ -50,6 +52,7 @@ class LogStreamer:
         with self._lock:
             self._pending += data
             self._all += data
+            self.arrived.set()
             if is_err:
                 self._stderr_tail.append(data)
                 self._stderr_size += len(data)
@@ -74,6 +77,7 @@ class LogStreamer:
         with self._lock:
             del self._pending[:len(data)]
             self._seq += 1
+            self.chunks_written += 1
 
     def close(self, timeout: float = 10.0) -> None:
         for thread in self._readers:

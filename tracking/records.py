@@ -123,6 +123,12 @@ class RunRecords:
     def status_details(self, event: StatusEvent) -> dict[str, Any]:
         return self.store.get_json(event.key)
 
+    def launcher_starts(self, events: list[StatusEvent]) -> int:
+        """How many times a launcher started on the run (one Preparing each; a target's own
+        Preparing stages, such as an image build, carry a "stage" and do not count)."""
+        return sum(1 for e in events if e.status is RunStatus.PREPARING
+                   and "stage" not in self.status_details(e))
+
     # ------------------------------------------------------------ heartbeats
     def write_heartbeat(self, run_id: str, info: dict | None = None) -> None:
         self.store.put_json(self.run_key(run_id, "heartbeat.json"), {"time": time.time(), **(info or {})})

@@ -84,7 +84,7 @@ class RunStatusView:
         for key in ("exit_code", "signal", "node", "container_id", "reason", "attempt"):
             if key in info:
                 details[key] = info[key]
-        attempts = sum(e.status is RunStatus.PREPARING for e in events)  # one per launcher start
+        attempts = self._records.launcher_starts(events)
         if attempts:
             details["attempts"] = attempts
         error = info.get("error") or derived_error
