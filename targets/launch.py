@@ -336,7 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = config.resolve_store()
     records = RunRecords(Store(settings.url, **settings.storage_options))
-    return Launcher(records, args.run_id, args.workdir).run()
+    launcher = Launcher(records, args.run_id, args.workdir)
+
+    def terminate(_signo: int, _frame: Any) -> None:
+        # `docker stop`, a deleted Kubernetes pod, a Ray cancel: stop the script like a cancel
+        # request (SIGTERM, grace, SIGKILL) and record Canceled, rather than vanish mid-run.
+        launcher.cancel_event.set()
+
+    signal.signal(signal.SIGTERM, terminate)
+    return launcher.run()
 
 
 if __name__ == "__main__":

@@ -207,3 +207,15 @@ def test_lost_launcher_reads_not_responding_then_failed(local_ws, tmp_path, monk
     assert details["status"] == "Failed" and details["error"]["error"]["code"] == "HeartbeatLost"
     with pytest.raises(RunFailedError):
         run.wait_for_completion(timeout=5)
+
+
+def test_sigterm_to_the_launcher_cancels_the_run(local_ws, tmp_path):
+    """What `docker stop` or a deleted Kubernetes pod does: the run ends Canceled, not lost."""
+    run = _submit(local_ws, tmp_path, "import time; print('up', flush=True); time.sleep(120)")
+    deadline = time.time() + 30
+    while "up" not in run.get_log_text() and time.time() < deadline:
+        time.sleep(0.1)
+    _, handle = run._target_handle()
+    os.kill(handle["pid"], signal.SIGTERM)
+    details = run.wait_for_completion(timeout=30, raise_on_error=False)
+    assert details["status"] == "Canceled"
