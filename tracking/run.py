@@ -83,9 +83,11 @@ class Run(RunMetrics, RunFiles, RunStatusView):
         self._store = _store_of(experiment)
         self._records = RunRecords(self._store)
         self._id = run_id
-        self._record = kwargs.pop("_record", None) or self._records.read_run(run_id)
         self._owner = bool(kwargs.pop("_owner", False))
         self._in_job = bool(kwargs.pop("_in_job", False))
+        self._record_cache: dict | None = kwargs.pop("_record", None)
+        if self._record_cache is None and not self._in_job:
+            self._record_cache = self._records.read_run(run_id)  # RunNotFoundError right here
         self._outputs = outputs
         self._writer: MetricWriter | None = None
         self._writer_id = new_writer_id()
@@ -153,6 +155,14 @@ class Run(RunMetrics, RunFiles, RunStatusView):
         return cls._context
 
     # ------------------------------------------------------------ identity
+    @property
+    def _record(self) -> dict:
+        """The run's creation record; a job reads it only when asked, so that a script whose
+        store is briefly unreachable still starts and logs (into the launcher's spool)."""
+        if self._record_cache is None:
+            self._record_cache = self._records.read_run(self.id)
+        return self._record_cache
+
     @property
     def id(self) -> str:
         return self._id

@@ -273,3 +273,18 @@ def test_tag_filter_in_get_runs(exp):
     r2.tag("team", "b")
     r2.complete()
     assert [r.id for r in exp.get_runs(tags={"team": "b"})] == [r2.id]
+
+
+def test_in_job_context_starts_and_spools_without_reaching_the_store(tmp_path, monkeypatch):
+    """A job's script must start and log even while its store is unreachable: the launcher
+    ships the spool later (here the store does not even hold the run)."""
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("RUNYARD_RUN_ID", "job_1_abc")
+    monkeypatch.setenv("RUNYARD_EXPERIMENT", "jobs")
+    monkeypatch.setenv("RUNYARD_STORE", "memory://unreachable-for-this-test")
+    monkeypatch.setenv("RUNYARD_SPOOL_DIR", str(spool))
+    run = Run.get_context()
+    assert run.id == "job_1_abc"
+    run.log("loss", 0.5)
+    run.flush()
+    assert any(name.endswith(".parquet") for name in os.listdir(spool))
