@@ -329,6 +329,23 @@ def _with_runyard_on_path(current: str | None) -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
+def _with_store_retries(make: Any, patience_s: float = 300.0) -> Any:
+    """A launcher that starts while the store is unreachable waits for it (up to 5 minutes)
+    instead of dying and leaving its run Queued forever."""
+    from tracking.errors import StoreUnavailableError
+    deadline, delay = time.monotonic() + patience_s, 1.0
+    while True:
+        try:
+            return make()
+        except StoreUnavailableError as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"runyard launcher: store unreachable, retrying in {delay:.0f} s: {exc}",
+                  file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m targets.launch")
     parser.add_argument("--run-id", required=True)
@@ -336,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = config.resolve_store()
     records = RunRecords(Store(settings.url, **settings.storage_options))
-    launcher = Launcher(records, args.run_id, args.workdir)
+    launcher = _with_store_retries(lambda: Launcher(records, args.run_id, args.workdir))
 
     def terminate(_signo: int, _frame: Any) -> None:
         # `docker stop`, a deleted Kubernetes pod, a Ray cancel: stop the script like a cancel
