@@ -160,7 +160,7 @@ class RayTarget:
 
 
 # ---------------------------------------------------------------------- connection
-_DISPATCHER: dict[str, Any] = {}  # {"job": ray job id, "actor": handle} for this process
+_DISPATCHER: dict[str, Any] = {}  # {"job": (GCS address, job id), "actor": handle}, this process
 
 
 def _connect(address: str) -> None:

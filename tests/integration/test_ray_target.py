@@ -238,7 +238,10 @@ def test_killed_node_with_max_retries_runs_a_new_attempt(ray_cluster, ray_ws, tm
         for blocker in blockers:  # the other nodes' CPUs are free for Ray's retry
             ray.kill(blocker)
 
+    killed = time.time()
     details = run.wait_for_completion(timeout=120)
+    second = [e for e in run._records.status_events(run.id) if e.status.value == "Preparing"][-1]
+    print(f"attempt 2 started {second.time - killed:.1f} s after the kill")
     assert details["status"] == "Completed"
     assert details["attempts"] == 2 and details["attempt"] == 2
     assert details["node"]["ray_node_id"] in ray_cluster.node_ids[:3]
