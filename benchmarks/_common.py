@@ -14,6 +14,7 @@ import shutil
 import socket
 import statistics
 import struct
+import time
 import sys
 import tempfile
 from typing import Iterable, Iterator, Sequence
@@ -145,3 +146,27 @@ def private_netns_problem() -> str | None:
         return "loopback is down (run `ip link set lo up` first)"
     return None
 
+
+
+def watch_run(run, t0: float, marker: str, timeout: float, poll: float) -> tuple[float | None, float, object]:
+    """Watch a submitted run through the store the way a notebook does.
+
+    Returns (seconds from ``t0`` until ``marker`` appeared in its output, or None; seconds until
+    a terminal status; that status).
+    """
+    from tracking.status import RunStatus
+    first, text, seen, deadline = None, "", 0, t0 + timeout
+    while first is None and time.perf_counter() < deadline:
+        for seen, chunk in run.iter_log_chunks(seen):
+            text += chunk
+        if marker in text:
+            first = time.perf_counter() - t0
+        else:
+            time.sleep(poll)
+    status = None
+    while time.perf_counter() < deadline:
+        status = RunStatus(run.get_status())
+        if status.is_terminal():
+            break
+        time.sleep(poll)
+    return first, time.perf_counter() - t0, status

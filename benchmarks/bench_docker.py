@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from _common import (REPO_ROOT, median, print_summary, private_netns_problem, ratio, scratch_dir,
-                     secs, section)
+                     secs, section, watch_run)
 
 COMMAND = ("unshare --net --mount --propagation private --pid --fork --mount-proc "
            "bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_docker.py'")
@@ -138,21 +138,7 @@ def time_docker_target(exp, job_dir: str, target, env) -> dict:
     run = exp.submit(ScriptRunConfig(source_directory=job_dir, script="train.py",
                                      compute_target=target, environment=env))
     submitted = time.perf_counter() - t0
-    first, text, seen, deadline = None, "", 0, t0 + JOB_TIMEOUT
-    while first is None and time.perf_counter() < deadline:
-        for seen, chunk in run.iter_log_chunks(seen):
-            text += chunk
-        if MARKER in text:
-            first = time.perf_counter() - t0
-        else:
-            time.sleep(POLL)
-    status = None
-    while time.perf_counter() < deadline:
-        status = RunStatus(run.get_status())
-        if status.is_terminal():
-            break
-        time.sleep(POLL)
-    done = time.perf_counter() - t0
+    first, done, status = watch_run(run, t0, MARKER, JOB_TIMEOUT, POLL)
     if status is not RunStatus.COMPLETED or first is None:
         raise RuntimeError(f"run {run.id} ended {status}, marker seen: {first is not None}:\n"
                            + run.get_log_text()[-800:])

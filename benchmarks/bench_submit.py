@@ -25,7 +25,7 @@ import time
 from datetime import datetime
 
 from _common import (REPO_ROOT, markdown_table, median, print_summary, private_netns_problem, ratio,
-                     scratch_dir, secs, section, size)
+                     scratch_dir, secs, section, size, watch_run)
 
 COMMAND = "unshare --net bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_submit.py'"
 MARKER = "bench: first line"
@@ -63,22 +63,7 @@ def time_local(exp, job_dir: str) -> dict:
     wall0, t0 = time.time(), time.perf_counter()
     run = exp.submit(ScriptRunConfig(source_directory=job_dir, script="train.py"))
     submitted = time.perf_counter() - t0
-    first, text, seen = None, "", 0
-    deadline = t0 + JOB_TIMEOUT
-    while first is None and time.perf_counter() < deadline:
-        for seen, chunk in run.iter_log_chunks(seen):
-            text += chunk
-        if MARKER in text:
-            first = time.perf_counter() - t0
-        else:
-            time.sleep(POLL)
-    status = None
-    while time.perf_counter() < deadline:
-        status = RunStatus(run.get_status())
-        if status.is_terminal():
-            break
-        time.sleep(POLL)
-    done = time.perf_counter() - t0
+    first, done, status = watch_run(run, t0, MARKER, JOB_TIMEOUT, POLL)
     if status is not RunStatus.COMPLETED or first is None:
         raise RuntimeError(f"run {run.id} ended {status}, marker seen: {first is not None}")
     stages = {}
