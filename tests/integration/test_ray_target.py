@@ -19,7 +19,6 @@ from tracking.errors import TargetUnavailableError
 
 from tests.contract.target_contract import TargetContract
 from tests.support.projects import seed_project, write_project
-from tests.support.ray_cluster import start_local_cluster
 from tests.support.s3_server import SECRET_KEY, moto_s3
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3]
@@ -44,15 +43,6 @@ for i in range(int(__import__("sys").argv[1])):
     print("tick", i, flush=True)
     time.sleep(0.1)
 """
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # nodes cache snapshot blobs here, not in ~/.cache
-        mp.setenv("RUNYARD_CACHE_DIR", str(tmp_path_factory.mktemp("ray-node-cache")))
-        cluster = start_local_cluster(num_nodes=3, cpus_per_node=2)
-    yield cluster
-    cluster.shutdown()
 
 
 @pytest.fixture

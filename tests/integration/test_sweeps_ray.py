@@ -14,7 +14,6 @@ from targets.ray import RayTarget
 
 from tests.integration.test_sweeps_local import RIDGE_TRIAL
 from tests.support.projects import best_alpha_by_plain_sklearn, write_project
-from tests.support.ray_cluster import start_local_cluster
 
 pytestmark = pytest.mark.ray
 
@@ -25,15 +24,6 @@ TRIVIAL_TRIAL = """
     parser.add_argument("--x", type=float)
     Run.get_context().log("y", parser.parse_args().x)
 """
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # nodes cache snapshot blobs here, not in ~/.cache
-        mp.setenv("RUNYARD_CACHE_DIR", str(tmp_path_factory.mktemp("ray-node-cache")))
-        cluster = start_local_cluster(num_nodes=3, cpus_per_node=2)
-    yield cluster
-    cluster.shutdown()
 
 
 @pytest.fixture
