@@ -74,8 +74,19 @@ def demo(store, folder):
     models = [f for f in run.get_file_names() if f.startswith("ridge_")]
     click.echo(f"\nbest alpha: {metrics['alpha'][best]:.2f} (mse {metrics['mse'][best]:.2f}); "
                f"{len(models)} model files stored")
+    cli = _cli_name()
     click.echo(f"store:   {ws.store.url}\n"
-               f"details: runyard show {run.id}\n"
-               f"metrics: runyard metrics {run.id}\n"
-               f"files:   runyard download {run.id} ./models --prefix ridge_\n"
-               f"web:     runyard ui   then open {run.get_portal_url()}")
+               f"details: {cli} show {run.id}\n"
+               f"metrics: {cli} metrics {run.id}\n"
+               f"files:   {cli} download {run.id} ./models --prefix ridge_\n"
+               f"web:     {cli} ui   then open {run.get_portal_url()}")
+
+
+def _cli_name() -> str:
+    """``runyard`` when it is on PATH, else the path of the one next to this interpreter."""
+    import shutil
+    import sys
+    beside = os.path.join(os.path.dirname(sys.executable), "runyard")
+    if shutil.which("runyard") == beside or not os.path.exists(beside):
+        return "runyard"
+    return os.path.relpath(beside) if not os.path.relpath(beside).startswith("../..") else beside
