@@ -148,6 +148,16 @@ def private_netns_problem() -> str | None:
 
 
 
+# the trivial job the latency benchmarks submit: one output line, one metric
+MARKER = "bench: first line"
+TRAIN_PY = f'''from tracking import Run
+
+run = Run.get_context()
+print("{MARKER}", flush=True)
+run.log("accuracy", 0.9)
+'''
+
+
 def watch_run(run, t0: float, marker: str, timeout: float, poll: float) -> tuple[float | None, float, object]:
     """Watch a submitted run through the store the way a notebook does.
 

@@ -32,17 +32,10 @@ import tempfile
 import time
 
 from _common import (REPO_ROOT, median, print_summary, private_netns_problem, ratio, scratch_dir,
-                     secs, section, watch_run)
+                     secs, section, watch_run, MARKER, TRAIN_PY)
 
 COMMAND = ("unshare --net --mount --propagation private --pid --fork --mount-proc "
            "bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_docker.py'")
-MARKER = "bench: first line"
-TRAIN_PY = f'''from tracking import Run
-
-run = Run.get_context()
-print("{MARKER}", flush=True)
-run.log("accuracy", 0.9)
-'''
 POLL = 0.02
 JOB_TIMEOUT = 120.0
 BASE_IMAGE = os.environ.get("RUNYARD_TEST_BASE_IMAGE") or "runyard/python-base:bookworm"

@@ -25,16 +25,9 @@ import time
 from datetime import datetime
 
 from _common import (REPO_ROOT, markdown_table, median, print_summary, private_netns_problem, ratio,
-                     scratch_dir, secs, section, size, watch_run)
+                     scratch_dir, secs, section, size, watch_run, MARKER, TRAIN_PY)
 
 COMMAND = "unshare --net bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_submit.py'"
-MARKER = "bench: first line"
-TRAIN_PY = f'''from tracking import Run
-
-run = Run.get_context()
-print("{MARKER}", flush=True)
-run.log("accuracy", 0.9)
-'''
 POLL = 0.02
 JOB_TIMEOUT = 60.0
 
