@@ -17,7 +17,7 @@ import struct
 import time
 import sys
 import tempfile
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run as `python benchmarks/bench_x.py` from a checkout
@@ -180,3 +180,20 @@ def watch_run(run, t0: float, marker: str, timeout: float, poll: float) -> tuple
             break
         time.sleep(poll)
     return first, time.perf_counter() - t0, status
+
+
+def time_process(argv: list[str], label: str, timeout: float, **popen: Any) -> dict:
+    """Run a peer command; seconds until MARKER appears on its stdout and until it exits."""
+    import subprocess
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            **popen)
+    first = None
+    for line in proc.stdout:
+        if first is None and MARKER in line:
+            first = time.perf_counter() - t0
+    code = proc.wait(timeout)
+    done = time.perf_counter() - t0
+    if code != 0 or first is None:
+        raise RuntimeError(f"{label} exited {code}, marker seen: {first is not None}")
+    return {"first": first, "done": done}

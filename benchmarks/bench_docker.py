@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from _common import (REPO_ROOT, median, print_summary, private_netns_problem, ratio, scratch_dir,
-                     secs, section, watch_run, MARKER, TRAIN_PY)
+                     secs, section, watch_run, time_process, MARKER, TRAIN_PY)
 
 COMMAND = ("unshare --net --mount --propagation private --pid --fork --mount-proc "
            "bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_docker.py'")
@@ -111,17 +111,7 @@ def time_plain(image: str, job_dir: str) -> dict:
     """Plain ``docker run`` of the same script in the same image (the launcher bypassed)."""
     argv = ["docker", "run", "--rm", "--init", "--network", "host", "-v", f"{job_dir}:/job",
             "-w", "/job", "--entrypoint", "/opt/runyard/venv/bin/python", image, "-u", "train.py"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = None
-    for line in proc.stdout:
-        if first is None and MARKER in line:
-            first = time.perf_counter() - t0
-    code = proc.wait(JOB_TIMEOUT)
-    done = time.perf_counter() - t0
-    if code != 0 or first is None:
-        raise RuntimeError(f"plain docker run exited {code}, marker seen: {first is not None}")
-    return {"first": first, "done": done}
+    return time_process(argv, "plain docker run", JOB_TIMEOUT)
 
 
 def time_docker_target(exp, job_dir: str, target, env) -> dict:

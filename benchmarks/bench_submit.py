@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from datetime import datetime
 
 from _common import (REPO_ROOT, markdown_table, median, print_summary, private_netns_problem, ratio,
-                     scratch_dir, secs, section, size, watch_run, MARKER, TRAIN_PY)
+                     scratch_dir, secs, section, size, watch_run, time_process, MARKER, TRAIN_PY)
 
 COMMAND = "unshare --net bash -c 'ip link set lo up; .venv/bin/python benchmarks/bench_submit.py'"
 POLL = 0.02
@@ -35,18 +34,8 @@ JOB_TIMEOUT = 60.0
 # ------------------------------------------------------------------------------ peers
 def time_plain(job_dir: str, env: dict) -> dict:
     """Plain ``python -u train.py``: first stdout line and exit, seen through the pipe."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-u", "train.py"], cwd=job_dir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = None
-    for line in proc.stdout:
-        if first is None and MARKER in line:
-            first = time.perf_counter() - t0
-    code = proc.wait(JOB_TIMEOUT)
-    done = time.perf_counter() - t0
-    if code != 0 or first is None:
-        raise RuntimeError(f"plain python train.py exited {code}, marker seen: {first is not None}")
-    return {"first": first, "done": done}
+    return time_process([sys.executable, "-u", "train.py"], "plain python train.py", JOB_TIMEOUT,
+                        cwd=job_dir, env=env)
 
 
 def time_local(exp, job_dir: str) -> dict:
