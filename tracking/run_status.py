@@ -57,6 +57,7 @@ class RunStatusView:
         """Run details in azureml's shape (runId, status, times, properties, runDefinition...)."""
         status, events, derived_error = self._derived_status()
         record = self._record
+        state = self._state()  # tags, properties and names from one read of the run's events
         start = next((e.time for e in events if e.status is RunStatus.RUNNING), None)
         end = next((e.time for e in events if e.status.is_terminal()), None)
         details: dict[str, Any] = {
@@ -64,8 +65,8 @@ class RunStatusView:
             "target": record.get("target", "local"), "type": record.get("kind"),
             "startTimeUtc": _iso(start), "endTimeUtc": _iso(end),
             "createdTimeUtc": _iso(record.get("created")),
-            "properties": self.get_properties(), "tags": self.get_tags(),
-            "displayName": self.display_name, "parentRunId": record.get("parent_run_id"),
+            "properties": state["properties"], "tags": state["tags"],
+            "displayName": state["display_name"], "parentRunId": record.get("parent_run_id"),
             "snapshotId": record.get("snapshot_id"),
             "runDefinition": {k: record.get(k) for k in ("script", "command", "arguments",
                                                          "target", "environment",
