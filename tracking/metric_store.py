@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RecordNotFoundError
-from .metrics import SCHEMA, merge_summaries, shape_metrics, summarize, to_parquet_bytes
+from .metrics import SCHEMA, shape_metrics, summarize, to_parquet_bytes
+from .points import merge_summaries
 from .records import RunRecords, now_ns
 
 _COVERS = b"runyard.covers"

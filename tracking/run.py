@@ -30,7 +30,6 @@ from typing import Any, Iterable
 
 from . import config
 from .errors import ImmutablePropertyError, NoRunContextError, RunStateError
-from .metric_store import compact_metrics
 from .names import check_tag
 from .records import RunRecords, new_run_id, new_writer_id
 from .run_files import RunFiles
@@ -44,20 +43,37 @@ _time = time.time
 
 
 class _ExperimentRef:
-    """What a Run needs of an experiment: a name and a store (runner.Experiment fits)."""
+    """What a Run needs of an experiment: a name and a store (runner.Experiment fits).
 
-    def __init__(self, name: str, store: Store):
+    Given store settings instead of a store, the store is opened on first use: a job script that
+    only logs (into the launcher's spool) never imports fsspec.
+    """
+
+    def __init__(self, name: str, store: Store | None = None,
+                 settings: config.StoreSettings | None = None):
         self.name = name
-        self._store = store
-        self.workspace = _WorkspaceRef(store)
+        self._opened = store
+        self._settings = settings
+        self.workspace = _WorkspaceRef(self)
+
+    @property
+    def _store(self) -> Store:
+        if self._opened is None:
+            self._opened = Store(self._settings.url, **self._settings.storage_options)
+        return self._opened
 
     def __repr__(self) -> str:
-        return f"Experiment(name={self.name!r}, store={self._store.url!r})"
+        url = self._opened.url if self._opened is not None else self._settings.url
+        return f"Experiment(name={self.name!r}, store={url!r})"
 
 
 class _WorkspaceRef:
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, experiment: _ExperimentRef):
+        self._experiment = experiment
+
+    @property
+    def store(self) -> Store:
+        return self._experiment._store  # noqa: SLF001
 
 
 def _store_of(experiment: Any) -> Store:
@@ -80,8 +96,7 @@ class Run(RunMetrics, RunFiles, RunStatusView):
 
     def __init__(self, experiment: Any, run_id: str, outputs: str | None = None, **kwargs: Any):
         self.experiment = experiment
-        self._store = _store_of(experiment)
-        self._records = RunRecords(self._store)
+        self._records_cache: RunRecords | None = None
         self._id = run_id
         self._owner = bool(kwargs.pop("_owner", False))
         self._in_job = bool(kwargs.pop("_in_job", False))
@@ -95,6 +110,17 @@ class Run(RunMetrics, RunFiles, RunStatusView):
         self._last_heartbeat = 0.0
         if self._owner:
             _OWNED_RUNS.add(self)
+
+    @property
+    def _store(self) -> Store:
+        return self._records.store
+
+    @property
+    def _records(self) -> RunRecords:
+        """Store access, opened on first use (a job that only logs never opens the store)."""
+        if self._records_cache is None:
+            self._records_cache = RunRecords(_store_of(self.experiment))
+        return self._records_cache
 
     # ----------------------------------------------------------- creation
     @classmethod
@@ -134,9 +160,8 @@ class Run(RunMetrics, RunFiles, RunStatusView):
             return cls._context
         run_id = os.environ.get(config.ENV_RUN_ID)
         if run_id:
-            settings = config.resolve_store()
-            store = Store(settings.url, **settings.storage_options)
-            experiment = _ExperimentRef(os.environ.get(config.ENV_EXPERIMENT, "default"), store)
+            experiment = _ExperimentRef(os.environ.get(config.ENV_EXPERIMENT, "default"),
+                                        settings=config.resolve_store())
             cls._context = cls(experiment, run_id, _in_job=True)
         elif not allow_offline:
             raise NoRunContextError(
@@ -334,6 +359,7 @@ class Run(RunMetrics, RunFiles, RunStatusView):
             self._writer.close(timeout=60)
         if self._outputs and os.path.isdir(self._outputs) and status is RunStatus.COMPLETED:
             self.upload_folder("outputs", self._outputs)
+        from .metric_store import compact_metrics
         compact_metrics(self._records, self.id)
         self._records.write_status(self.id, status, details)
         _OWNED_RUNS.discard(self)

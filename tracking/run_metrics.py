@@ -13,11 +13,9 @@ from typing import Any, Iterable
 
 from . import config
 from .errors import InvalidMetricValueError
-from .metric_store import get_metrics as _read_metrics
-from .metric_store import read_summary
-from .metrics import IMAGE, JSON_KINDS, LIST, ROW, TABLE, check_json_payload, normalize_value
+from .points import IMAGE, JSON_KINDS, LIST, ROW, TABLE, check_json_payload, normalize_value
 from .names import check_metric_name
-from .writer import MetricWriter, SpoolShipper
+from .writer import JOB_JSON_ROWS, MetricWriter, SpoolShipper
 
 _time = time.time
 # Points held in memory before run.log itself spools a batch. Bounds memory (~100 MB per million
@@ -35,7 +33,7 @@ class RunMetrics:
             spool_env = os.environ.get(config.ENV_SPOOL_DIR)
             if self._in_job and spool_env:
                 self._writer = MetricWriter(spool_env, self._writer_id, ship=None,
-                                            interval=interval)
+                                            interval=interval, json_rows=JOB_JSON_ROWS)
             else:
                 spool = tempfile.mkdtemp(prefix=f"runyard-spool-{self.id}-")
                 shipper = SpoolShipper(spool, self._records, self.id)
@@ -169,6 +167,7 @@ class RunMetrics:
         """Metrics in Azure's shapes; ``recursive=True`` gives ``{run_id: metrics}`` with children."""
         if self._writer is not None and (self._writer.buffer or not self._in_job):
             self._writer.flush_now()
+        from .metric_store import get_metrics as _read_metrics  # pyarrow: only readers pay
         if not recursive:
             return _read_metrics(self._records, self.id, name)
         out = {self.id: _read_metrics(self._records, self.id, name)}
@@ -180,4 +179,5 @@ class RunMetrics:
         """Last/min/max/count per metric from the per-run summary (no series read)."""
         if self._writer is not None and not self._in_job:
             self._writer.flush_now()
+        from .metric_store import read_summary
         return read_summary(self._records, self.id)

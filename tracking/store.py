@@ -17,10 +17,10 @@ import posixpath
 import random
 import time
 import uuid
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-import fsspec
-from fsspec.core import url_to_fs
+if TYPE_CHECKING:  # fsspec is imported when a Store is built: a job script that only logs never pays
+    import fsspec
 
 from .errors import PathEscapeError, RecordNotFoundError, StoreError, StoreUnavailableError
 
@@ -95,6 +95,7 @@ class Store:
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         try:
+            from fsspec.core import url_to_fs
             self.fs, root = url_to_fs(self.url, **_backend_defaults(self.url, self.storage_options))
         except ImportError as exc:
             hint = "pip install 'runyard[s3]'" if self.url.startswith("s3") else "install the fsspec backend"
@@ -259,12 +260,12 @@ def normalize_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+def _protocols(fs: "fsspec.AbstractFileSystem") -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
-def _strip_protocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
+def _strip_protocol(fs: "fsspec.AbstractFileSystem", path: str) -> str:
     return fs._strip_protocol(path)  # noqa: SLF001 - fsspec's documented normaliser
 
 

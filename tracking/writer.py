@@ -2,13 +2,18 @@
 
 Path of a point::
 
-    run.log -> deque (memory) --every flush interval--> spool dir (local Parquet file, atomic)
+    run.log -> deque (memory) --every flush interval--> spool dir (local file, atomic)
             --SpoolShipper--> store: runs/<id>/metrics/<writer>-<seq>.parquet
 
 In an interactive run the writer's own thread ships. In a submitted job the script only spools
 (``RUNYARD_SPOOL_DIR``) and the launcher ships, so a SIGKILLed script loses at most the points
 of the last flush interval, and a store outage only delays delivery: spool files are shipped in
 order once it answers again, each under a fixed key, so a retried upload never duplicates.
+
+A job's writer spools small batches (up to ``json_rows`` points) as JSON (``*.points.json``,
+:mod:`tracking.points`) and the launcher encodes them to Parquet when it ships them: a script
+that logs a handful of values never imports pyarrow. Larger batches are encoded to Parquet by
+the writer itself, where columnar encoding repays the import.
 """
 from __future__ import annotations
 
@@ -25,13 +30,14 @@ from collections import deque
 from typing import Callable
 
 from .errors import MetricDeliveryError, StoreError
-from .metrics import encode_batch, summarize, to_parquet_bytes
+from .points import decode_json_batch, encode_json_batch, summarize_records
 from .records import RunRecords
 
 log = logging.getLogger("runyard.writer")
-_BATCH_RE = re.compile(r"^(?P<writer>.+)-(?P<seq>\d{10})\.parquet$")
+_BATCH_RE = re.compile(r"^(?P<writer>.+)-(?P<seq>\d{10})\.(?P<format>parquet|points\.json)$")
 _SUMMARY_PREFIX = "summary-"
 MAX_ROWS_PER_BATCH = 500_000  # bounded batches: each one is durable before the next is encoded
+JOB_JSON_ROWS = 20_000        # a job's batches up to this size are spooled as JSON
 
 
 class SpoolShipper:
@@ -92,7 +98,16 @@ class SpoolShipper:
             except FileNotFoundError:
                 pass
             return
-        store.put_file(self.records.run_key(self.run_id, "metrics", name), path)
+        match = _BATCH_RE.match(name)
+        if match["format"] == "parquet":
+            store.put_file(self.records.run_key(self.run_id, "metrics", name), path)
+        else:  # a job's JSON batch: encode it here, under the key the writer's number gives it
+            from .metrics import encode_batch, to_parquet_bytes
+            with open(path, "rb") as fh:
+                records, seq = decode_json_batch(fh.read())
+            store.put_bytes(self.records.run_key(self.run_id, "metrics", f"{match['writer']}-"
+                                                 f"{match['seq']}.parquet"),
+                            to_parquet_bytes(encode_batch(records, seq)))
         os.unlink(path)
 
 
@@ -105,12 +120,16 @@ class MetricWriter:
         ship: callable run after each flush (interactive runs ship themselves); None in a job.
         interval: flush interval in seconds.
         on_tick: called from the flush thread after each flush (heartbeats).
+        json_rows: batches of at most this many points are spooled as JSON, for the shipper to
+            encode (0: always Parquet).
     """
 
     def __init__(self, spool_dir: str, writer_id: str, *, ship: Callable[[], int] | None,
-                 interval: float, on_tick: Callable[[], None] | None = None):
+                 interval: float, on_tick: Callable[[], None] | None = None,
+                 json_rows: int = 0):
         self.spool_dir, self.writer_id = spool_dir, writer_id
         self.interval = interval
+        self.json_rows = json_rows
         self._ship, self._on_tick = ship, on_tick
         self.buffer: deque = deque()
         self.append = self.buffer.append          # the hot path: one C call
@@ -162,12 +181,18 @@ class MetricWriter:
             return 0
         popleft = self.buffer.popleft
         records = [popleft() for _ in range(n)]
-        table = encode_batch(records, self._seq)
+        stem = f"{self.writer_id}-{self._batch_no:010d}"
+        if n <= self.json_rows:
+            _atomic_write(os.path.join(self.spool_dir, f"{stem}.points.json"),
+                          encode_json_batch(records, self._seq))
+            self._summary = summarize_records(records, self._summary)
+        else:
+            from .metrics import encode_batch, summarize, to_parquet_bytes
+            table = encode_batch(records, self._seq)
+            _atomic_write(os.path.join(self.spool_dir, f"{stem}.parquet"), to_parquet_bytes(table))
+            self._summary = summarize(table, self._summary)
         self._seq += n
-        name = f"{self.writer_id}-{self._batch_no:010d}.parquet"
         self._batch_no += 1
-        _atomic_write(os.path.join(self.spool_dir, name), to_parquet_bytes(table))
-        self._summary = summarize(table, self._summary)
         _atomic_write(os.path.join(self.spool_dir, f"{_SUMMARY_PREFIX}{self.writer_id}.json"),
                       json.dumps(self._summary, allow_nan=True).encode())
         return n

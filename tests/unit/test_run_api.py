@@ -287,4 +287,4 @@ def test_in_job_context_starts_and_spools_without_reaching_the_store(tmp_path, m
     assert run.id == "job_1_abc"
     run.log("loss", 0.5)
     run.flush()
-    assert any(name.endswith(".parquet") for name in os.listdir(spool))
+    assert any(name.endswith(".points.json") for name in os.listdir(spool))

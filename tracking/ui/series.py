@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..metric_store import read_metrics_table
-from ..metrics import BIGINT, IMAGE, JSON_KINDS, LIST, ROW, STR, TABLE, shape_metrics, sort_series
+from ..metrics import shape_metrics, sort_series
+from ..points import BIGINT, IMAGE, JSON_KINDS, LIST, ROW, STR, TABLE
 from ..records import RunRecords
 
 DEFAULT_POINTS = 2000
