@@ -44,24 +44,39 @@ TICK = 0.2
 
 
 class Launcher:
-    """Supervises one run. ``run()`` returns the exit code the launcher process should use."""
+    """Supervises one run. ``run()`` returns the exit code the launcher process should use.
+
+    Args:
+        records: the store holding the run.
+        run_id: the run to launch.
+        workdir: where the snapshot goes (default: a temporary folder, removed at the end).
+        extra_env: variables for the script on top of this process's environment (a launcher
+            running inside a long-lived process, the Ray target's, gets the job's here); its
+            ``RUNYARD_HEARTBEAT_INTERVAL`` / ``RUNYARD_CANCEL_GRACE`` apply to the launcher too.
+        node_info: where it runs, recorded with every status (default: ``RUNYARD_NODE_INFO``).
+        echo: copy the script's output to this process's stdout/stderr (``docker logs``).
+    """
 
     def __init__(self, records: RunRecords, run_id: str, workdir: str | None = None,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, node_info: dict[str, Any] | None = None,
+                 echo: bool = True):
         self.records, self.run_id = records, run_id
         self.record = records.read_run(run_id)
+        self.extra_env = dict(extra_env or {})
+        self.settings = {**os.environ, **self.extra_env}
+        if node_info is None:
+            node_info = json.loads(os.environ.get(ENV_NODE_INFO) or "{}")
+        self.node = {"host": socket.gethostname(), "launcher_pid": os.getpid(), **node_info}
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"runyard-job-{run_id}-")
         self.spool_dir = tempfile.mkdtemp(prefix=f"runyard-spool-{run_id}-")
-        self.extra_env = dict(extra_env or {})
-        self.node = {"host": socket.gethostname(), "launcher_pid": os.getpid(),
-                     **json.loads(os.environ.get(ENV_NODE_INFO) or "{}")}
-        self.logs = LogStreamer(records, run_id)
+        self.logs = LogStreamer(records, run_id, echo=echo)
         # A target that restarts a lost job (Ray's max_retries) starts a new launcher on the same
         # run: each start is one attempt, recorded on every status it writes.
         self.attempt = 1 + records.launcher_starts(records.status_events(run_id))
         self.cancel_event = threading.Event()
         self._stop = threading.Event()
         self.child: subprocess.Popen | None = None
+        self.shipper = None
         self.reason: str | None = None
         self.oom_kills_before: int | None = None
 
@@ -73,7 +88,7 @@ class Launcher:
             print(f"runyard launcher: could not record {status.value}: {exc}", file=sys.stderr)
 
     def _heartbeat_loop(self) -> None:
-        interval, last_beat = config.heartbeat_interval(), 0.0
+        interval, last_beat = config.heartbeat_interval(self.settings), 0.0
         while not self._stop.wait(min(1.0, interval)):
             try:
                 if time.monotonic() - last_beat >= interval:
@@ -136,8 +151,8 @@ class Launcher:
         pgid = os.getpgid(self.child.pid)
         self.logs.attach(self.child.stdout, self.child.stderr)
         self._status(RunStatus.RUNNING, pid=self.child.pid, pgid=pgid, node=self.node)
-        from tracking.writer import SpoolShipper  # pyarrow: imported while the script starts
-        shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
+        from tracking.writer import SpoolShipper
+        shipper = self.shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
         limit = self.record.get("max_run_duration_seconds")
         started = last_flush = time.monotonic()
         while self.child.poll() is None:
@@ -166,7 +181,7 @@ class Launcher:
             os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + config.cancel_grace()
+        deadline = time.monotonic() + config.cancel_grace(self.settings)
         while time.monotonic() < deadline and self.child.poll() is None:
             time.sleep(0.05)
             self.logs.flush()
@@ -181,9 +196,10 @@ class Launcher:
 
     def _wait_group_gone(self, pgid: int) -> None:
         """Processes the script left behind in its group are stopped too, before the status."""
-        deadline = time.monotonic() + config.cancel_grace()
+        deadline = time.monotonic() + config.cancel_grace(self.settings)
         while True:
-            _reap_orphans()  # as PID 1 in a container, orphans are ours to reap
+            if os.getpid() == 1:  # as PID 1 in a container, orphans are ours to reap
+                _reap_orphans()
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
@@ -195,6 +211,25 @@ class Launcher:
             elif self.reason is None:
                 self._signal_group(pgid, signal.SIGTERM)
             time.sleep(0.05)
+
+    def abort(self) -> None:
+        """Stop now: the process hosting this launcher is being interrupted (a Ray task's
+        ``ray.cancel``). SIGKILL the script's group, ship what it logged and record Canceled,
+        unless a final status is already there. Best effort: the host may be killed next."""
+        if self.child is not None:
+            self._signal_group(self.child.pid, signal.SIGKILL)  # its own session: pgid == pid
+            self.child.wait()
+        self.reason = "canceled"
+        try:
+            if self.shipper is not None:
+                self.shipper.ship(force=True)
+            if self.records.recorded_status(self.run_id)[0].is_terminal():
+                self._stop.set()
+                return
+        except StoreError:
+            pass
+        self._finish(RunStatus.CANCELED, {"exit_code": self.child.returncode if self.child else None,
+                                          "reason": "canceled by request (task interrupted)"})
 
     # ------------------------------------------------------------ finish
     def _finalize(self, returncode: int, shipper) -> int:

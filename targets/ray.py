@@ -9,9 +9,11 @@ Shape (targets/README.md says why, and why not the Ray Jobs API):
 * One named, detached **dispatcher** actor per cluster (namespace ``runyard``, pinned to the head
   node, no CPU) submits the tasks and so owns them: a run outlives the notebook that submitted it.
   ``poll``, ``cancel`` and ``logs`` go through it by run id, from any process.
-* The task (``_launch_run``) records the Ray node id and address in ``RUNYARD_NODE_INFO``, starts
-  ``python -m targets.launch`` as a subprocess and returns its exit code plus its output's tail.
-  The launcher talks only to the store, exactly as on the local target.
+* The task (``_launch_run``) runs the launcher (``targets.launch.Launcher``) inside the Ray
+  worker, with the Ray node id and address as its node info, and returns its exit code plus the
+  output's tail. The launcher talks only to the store, exactly as on the local target; the script
+  is its child, started with PR_SET_PDEATHSIG so it dies with the worker. Ray reuses workers, so
+  a run costs one new process (the script), not two interpreters importing runyard.
 * If the task dies with its node (after ``max_retries`` Ray retries, each a new launcher attempt
   recorded on the run) or the launcher exits without a final status, the dispatcher records
   Failed at once; if the dispatcher is gone too, readers derive Failed from the heartbeat timeout.
@@ -25,9 +27,7 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -324,7 +324,7 @@ class RunDispatcher:
         from tracking.records import RunRecords
         from tracking.status import RunStatus
         try:
-            records = RunRecords(self._store(env))
+            records = RunRecords(store_for_env(env, self._stores))
             status, events = records.recorded_status(run_id)
             if status.is_terminal():
                 return
@@ -334,15 +334,6 @@ class RunDispatcher:
                                                             "reason": "lost by the Ray target"})
         except Exception as exc:  # noqa: BLE001 - readers still derive Failed from heartbeats
             print(f"runyard dispatcher: could not record {run_id} Failed: {exc}", file=sys.stderr)
-
-    def _store(self, env: dict[str, str]):
-        from tracking import config
-        from tracking.store import Store
-        url, options = env[config.ENV_STORE], env.get(config.ENV_STORAGE_OPTIONS) or "{}"
-        key = f"{url}\n{options}"
-        if key not in self._stores:
-            self._stores[key] = Store(url, **json.loads(options))
-        return self._stores[key]
 
     def _trim(self) -> None:
         finished = [k for k, e in self._runs.items() if e.done.is_set()]
@@ -380,44 +371,47 @@ def _launch_task():
 
 
 def _launch_run(run_id: str, env: dict[str, str]) -> tuple[int, str]:
-    """Runs on the chosen node: start the launcher, wait, return (exit code, output tail)."""
-    from .launch import ENV_NODE_INFO, _with_runyard_on_path
+    """Runs on the chosen node, in the Ray worker itself: supervise the run, return (exit code,
+    output tail). The worker is long-lived, so runyard and pyarrow are imported once per worker,
+    not once per run; the script is the only process a run starts."""
+    from tracking.errors import StoreError
+    from tracking.records import RunRecords
+
+    from .launch import Launcher, _with_store_retries
     ctx = ray.get_runtime_context()
     node = {"ray_node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "ray_task_id": ctx.get_task_id(), "ray_worker_pid": os.getpid()}
-    launcher_env = {**os.environ, "RAY_ADDRESS": ctx.gcs_address, **env,
-                    ENV_NODE_INFO: json.dumps(node),
-                    "PYTHONPATH": _with_runyard_on_path(os.environ.get("PYTHONPATH"))}
-    with tempfile.TemporaryFile(prefix=f"runyard-launcher-{run_id}-") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "targets.launch", "--run-id", run_id],
-                                env=launcher_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_die_with_parent_hook())
+    records = RunRecords(store_for_env(env, _WORKER_STORES))
+    launcher = _with_store_retries(lambda: Launcher(
+        records, run_id, extra_env={"RAY_ADDRESS": ctx.gcs_address, **env}, node_info=node,
+        echo=False))
+    try:
+        code = launcher.run()
+    except KeyboardInterrupt:  # ray.cancel: stop the script, record Canceled, end the task
         try:
-            while True:  # a timed wait, so ray.cancel's KeyboardInterrupt is seen promptly
-                try:
-                    code = proc.wait(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        except BaseException:
-            _kill_tree(proc.pid)
-            raise
-        out.seek(max(0, out.seek(0, os.SEEK_END) - OUTPUT_TAIL_BYTES))
-        return code, out.read().decode("utf-8", "replace")
+            launcher.abort()
+        except (StoreError, OSError) as exc:
+            print(f"runyard: cancel of {run_id}: {exc}", file=sys.stderr)
+        raise
+    except BaseException:  # the worker is going away: the script must not outlive it
+        if launcher.child is not None:
+            _kill_tree(launcher.child.pid)
+        raise
+    return code, launcher.logs.full_text()[-OUTPUT_TAIL_BYTES:].decode("utf-8", "replace")
 
 
-def _die_with_parent_hook():
-    """``preexec_fn`` for the launcher: SIGKILL it when the Ray worker dies (crash, force-cancel,
-    node loss), so a retried attempt never races the previous attempt's launcher.
+_WORKER_STORES: dict[str, Any] = {}  # opened stores of this worker process, by URL and options
 
-    prctl is resolved here, before the fork: the child must not dlopen (locks held by threads).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return lambda: prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+def store_for_env(env: Mapping[str, str], cache: dict[str, Any]):
+    """The store a job's environment names (``RUNYARD_STORE`` + options), opened once per process."""
+    from tracking import config
+    from tracking.store import Store
+    url, options = env[config.ENV_STORE], env.get(config.ENV_STORAGE_OPTIONS) or "{}"
+    key = f"{url}\n{options}"
+    if key not in cache:
+        cache[key] = Store(url, **json.loads(options))
+    return cache[key]
 
 
 def _kill_tree(root: int) -> None:

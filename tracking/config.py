@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+
+if TYPE_CHECKING:  # job scripts import this module: only the standard library's cheap parts
+    from pathlib import Path
 
 # --- names of environment variables (the one place they are spelled) -------------------------
 ENV_STORE = "RUNYARD_STORE"                      # store URL
@@ -64,6 +65,7 @@ def quiet() -> bool:
 
 def find_config_file(start: str | os.PathLike | None = None) -> Path | None:
     """``.runyard/config.json`` in ``start`` (default cwd) or the nearest parent that has one."""
+    from pathlib import Path
     here = Path(start or os.getcwd()).resolve()
     if here.is_file():
         return here
@@ -79,8 +81,7 @@ def default_store_url() -> str:
     return "file://" + os.path.abspath(DEFAULT_STORE_DIR)
 
 
-@dataclass(frozen=True)
-class StoreSettings:
+class StoreSettings(NamedTuple):
     url: str
     storage_options: dict[str, Any]
     source: str  # "argument" | "environment" | "config file <path>" | "default"
@@ -113,12 +114,12 @@ DEFAULT_CANCEL_GRACE = 10.0
 DEFAULT_SNAPSHOT_LIMIT_MB = 300.0
 
 
-def heartbeat_interval() -> float:
-    return _float_env(ENV_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL)
+def heartbeat_interval(env: Mapping[str, str] | None = None) -> float:
+    return _float_env(ENV_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL, env)
 
 
-def cancel_grace() -> float:
-    return _float_env(ENV_CANCEL_GRACE, DEFAULT_CANCEL_GRACE)
+def cancel_grace(env: Mapping[str, str] | None = None) -> float:
+    return _float_env(ENV_CANCEL_GRACE, DEFAULT_CANCEL_GRACE, env)
 
 
 def snapshot_limit_bytes(explicit_mb: float | None = None) -> int:

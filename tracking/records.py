@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidNameError, RecordNotFoundError, RunNotFoundError
 from .names import check_experiment_name, check_file_name
@@ -43,20 +40,19 @@ def check_run_id(run_id: object) -> str:
 
 def new_run_id(experiment: str) -> str:
     """``<experiment>_<unix seconds>_<8 hex>``, as azureml does."""
-    return f"{experiment}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    return f"{experiment}_{int(time.time())}_{os.urandom(4).hex()}"
 
 
 def new_writer_id() -> str:
-    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16] or "host"
-    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    host = re.sub(r"[^A-Za-z0-9]", "", os.uname().nodename)[:16] or "host"
+    return f"{host}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def now_ns() -> int:
     return time.time_ns()
 
 
-@dataclass(frozen=True)
-class StatusEvent:
+class StatusEvent(NamedTuple):
     status: RunStatus
     time: float
     key: str

@@ -24,7 +24,6 @@ import atexit
 import os
 import sys
 import time
-import traceback
 import weakref
 from typing import Any, Iterable
 
@@ -342,6 +341,7 @@ class Run(RunMetrics, RunFiles, RunStatusView):
         if exc is None:
             self.complete()
         else:
+            import traceback
             self.fail(error_details={"message": f"{exc_type.__name__}: {exc}",
                                      "traceback": "".join(traceback.format_exception(exc_type, exc, tb))})
         return False

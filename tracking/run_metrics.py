@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import time
 from typing import Any, Iterable
 
@@ -35,6 +34,7 @@ class RunMetrics:
                 self._writer = MetricWriter(spool_env, self._writer_id, ship=None,
                                             interval=interval, json_rows=JOB_JSON_ROWS)
             else:
+                import tempfile
                 spool = tempfile.mkdtemp(prefix=f"runyard-spool-{self.id}-")
                 shipper = SpoolShipper(spool, self._records, self.id)
                 self._writer = MetricWriter(spool, self._writer_id, ship=shipper.ship,

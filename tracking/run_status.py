@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterator, TextIO
 
 from . import config
@@ -21,6 +20,7 @@ LOG_STREAM = "driver"
 
 
 def _iso(ts: float | None) -> str | None:
+    from datetime import datetime, timezone
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z") if ts else None
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import random
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 if TYPE_CHECKING:  # fsspec is imported when a Store is built: a job script that only logs never pays
@@ -134,6 +132,7 @@ class Store:
                                             url=self.url, key=key) from exc
             except Exception as exc:  # noqa: BLE001 - translated below
                 if _is_transient(exc) and attempt + 1 < self.retries:
+                    import random
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 5.0)
                     continue
@@ -163,7 +162,7 @@ class Store:
         if self.is_local:
             def copy() -> None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+                tmp = f"{path}.tmp-{os.urandom(4).hex()}"
                 with open(local_path, "rb") as src, open(tmp, "wb") as dst:
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
@@ -272,7 +271,7 @@ def _strip_protocol(fs: "fsspec.AbstractFileSystem", path: str) -> str:
 def _atomic_local_write(path: str, data: bytes) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{path}.tmp-{os.urandom(4).hex()}"
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)

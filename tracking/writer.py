@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import atexit
 import json
-import logging
 import os
 import re
-import shutil
 import threading
 import time
 import weakref
@@ -33,7 +31,6 @@ from .errors import MetricDeliveryError, StoreError
 from .points import decode_json_batch, encode_json_batch, summarize_records
 from .records import RunRecords
 
-log = logging.getLogger("runyard.writer")
 _BATCH_RE = re.compile(r"^(?P<writer>.+)-(?P<seq>\d{10})\.(?P<format>parquet|points\.json)$")
 _SUMMARY_PREFIX = "summary-"
 MAX_ROWS_PER_BATCH = 500_000  # bounded batches: each one is durable before the next is encoded
@@ -76,7 +73,7 @@ class SpoolShipper:
                 self.last_error = exc
                 self._retry_at = time.monotonic() + self._backoff
                 self._backoff = min(self._backoff * 2, 10.0)
-                log.warning("runyard: store unreachable, %d metric file(s) kept in %s: %s",
+                _log().warning("runyard: store unreachable, %d metric file(s) kept in %s: %s",
                             len(self.pending()), self.spool_dir, exc)
             else:
                 self.last_error, self._backoff = None, 0.5
@@ -157,7 +154,7 @@ class MetricWriter:
                 if self._on_tick:
                     self._on_tick()
             except Exception:  # noqa: BLE001 - the flush thread must never die
-                log.exception("runyard: metric flush failed; will retry")
+                _log().exception("runyard: metric flush failed; will retry")
 
     def flush_now(self) -> int:
         """Spool what is buffered (batch by batch, shipping each), return files still pending.
@@ -226,11 +223,18 @@ class MetricWriter:
             self._wake.set()
             _LIVE_WRITERS.discard(self)
         if self._ship and not os.listdir(self.spool_dir):
+            import shutil
             shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     @property
     def summary(self) -> dict[str, dict]:
         return self._summary
+
+
+def _log():
+    """The writer's logger (logging is imported on the first message: job scripts start lighter)."""
+    import logging
+    return logging.getLogger("runyard.writer")
 
 
 def _atomic_write(path: str, data: bytes) -> None:
@@ -250,6 +254,6 @@ def _drain_at_exit() -> None:
         try:
             writer.close(timeout=30)
         except MetricDeliveryError as exc:
-            log.error("runyard: %s", exc)
+            _log().error("runyard: %s", exc)
         except Exception as exc:  # noqa: BLE001
-            log.error("runyard: could not drain metrics at exit: %s", exc)
+            _log().error("runyard: could not drain metrics at exit: %s", exc)

@@ -124,9 +124,13 @@ def test_twelve_concurrent_runs_land_on_several_nodes(ray_cluster, ray_ws, s3, t
     for run in runs:
         assert run.wait_for_completion(timeout=240)["status"] == "Completed"
 
-    nodes = [run.get_details()["node"]["ray_node_id"] for run in runs]
+    where = [run.get_details()["node"] for run in runs]
+    nodes = [node["ray_node_id"] for node in where]
     assert set(nodes) <= set(ray_cluster.node_ids)
     assert len(set(nodes)) >= 2, nodes
+    # the launcher runs inside the (pooled) Ray worker: no launcher process per run
+    assert all(node["launcher_pid"] == node["ray_worker_pid"] for node in where), where
+    assert len({node["ray_worker_pid"] for node in where}) < len(runs), where
     assert [run.get_metrics()["index"] for run in runs] == list(range(12))
     _assert_no_secret_in_bucket(s3)
 
@@ -190,6 +194,8 @@ def test_killed_node_fails_the_run_within_the_heartbeat_timeout(ray_cluster, ray
                        resources={ray_cluster.node_resource(index): 0.01})
     run = _submit(ray_ws, tmp_path, TICKER, pinned, 3000, env={"RUNYARD_HEARTBEAT_INTERVAL": "1"})
     _wait_for(lambda: "tick 15" in run.get_log_text(), 120, "the job to print")
+    running = next(e for e in run._records.status_events(run.id) if e.status.value == "Running")
+    script_pid = run._records.status_details(running)["pid"]  # same machine in this test
 
     killed = time.monotonic()
     ray_cluster.kill_node(doomed)
@@ -203,6 +209,8 @@ def test_killed_node_fails_the_run_within_the_heartbeat_timeout(ray_cluster, ray
     assert details["error"]["error"]["code"] == "NodeDied"
     assert details["node"]["ray_node_id"] == doomed
     assert len(run.get_metrics()["tick"]) >= 1  # what was shipped before the kill is kept
+    # the script dies with its worker (PR_SET_PDEATHSIG), never runs on unsupervised
+    _wait_for(lambda: not os.path.exists(f"/proc/{script_pid}"), 10, "the script to be gone")
 
 
 def test_killed_node_with_max_retries_runs_a_new_attempt(ray_cluster, ray_ws, tmp_path):
