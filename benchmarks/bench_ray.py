@@ -3,8 +3,9 @@
 In one run, on one cluster (3 nodes x ``--cpus-per-node`` logical CPUs, all on this machine):
 
 1. ``--runs`` short runs through runyard's Ray target (``exp.submit`` in a loop, then waiting for
-   every run to end; each run is a supervised launcher + script that logs a metric into the
-   store, reserving 1 CPU).
+   every run to end; each run reserves 1 CPU: the launcher, inside a pooled Ray worker,
+   restores the snapshot and supervises the script, a new process that logs a metric into the
+   store).
 2. The same scripts submitted at once with ``JobSubmissionClient.submit_job`` (``entrypoint_num_cpus
    =1``, the folder as ``working_dir``; the script's ``Run.get_context()`` records an offline run
    into the same store), waiting until every job ended.
@@ -14,7 +15,8 @@ In one run, on one cluster (3 nodes x ``--cpus-per-node`` logical CPUs, all on t
 
 Then where the time goes: CPU seconds per run of each side (this process tree's CPU, sampled from
 ``/proc``; other processes on the machine are not counted), the runyard timeline medians, and
-the sequential CPU cost of the pieces (interpreter, script, launcher + script).
+the sequential CPU cost of the pieces (interpreter, the script as a job and as an offline run,
+the local target's launcher process + script).
 
 Ray listens on every interface, so the cluster only starts in a private network namespace:
 
@@ -213,7 +215,8 @@ def cli_phase(dashboard_url: str, job_dir: str, env: dict, reps: int) -> dict:
 
 # ------------------------------------------------------------------------------ pieces
 def piece_costs(tmp: str, job_dir: str, reps: int = 3) -> dict[str, float]:
-    """Sequential CPU seconds (median) of: bare interpreter, the script, launcher + script."""
+    """Sequential CPU seconds (median) of: bare interpreter, the script as a job (spools, the
+    launcher ships) and offline (records its own run), the local launcher process + script."""
     from runner import Experiment, ScriptRunConfig, Workspace
 
     class RecordOnly:  # records the run; the launcher is started below, by hand
@@ -237,16 +240,19 @@ def piece_costs(tmp: str, job_dir: str, reps: int = 3) -> dict[str, float]:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
-    costs: dict[str, list[float]] = {"python -c pass": [], "train.py (offline run)": [],
-                                     "launcher + train.py": []}
-    for _ in range(reps):
+    costs: dict[str, list[float]] = {"python -c pass": [], "train.py (in a job)": [],
+                                     "train.py (offline run)": [], "local launcher + train.py": []}
+    for i in range(reps):
         costs["python -c pass"].append(cpu_of([sys.executable, "-c", "pass"], os.environ))
         offline = {**os.environ, "RUNYARD_STORE": f"file://{os.path.join(tmp, 'offline')}",
                    "PYTHONPATH": REPO_ROOT}
+        spool = os.path.join(tmp, f"piece-spool-{i}")
+        in_job = {**offline, "RUNYARD_RUN_ID": f"pieces_{i}", "RUNYARD_SPOOL_DIR": spool}
+        costs["train.py (in a job)"].append(cpu_of([sys.executable, "train.py"], in_job, job_dir))
         costs["train.py (offline run)"].append(cpu_of([sys.executable, "train.py"], offline, job_dir))
         run = exp.submit(config)
         env = {**os.environ, **target.job.environment()}
-        costs["launcher + train.py"].append(
+        costs["local launcher + train.py"].append(
             cpu_of([sys.executable, "-m", "targets.launch", "--run-id", run.id], env))
         assert run.get_status() == "Completed", run.get_details()
     return {k: median(v) for k, v in costs.items()}
