@@ -212,19 +212,24 @@ class Launcher:
                 self._signal_group(pgid, signal.SIGTERM)
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL the script's process group and stop the heartbeat; records nothing. For a
+        host process that outlives this launcher (a Ray worker) when the launcher fails."""
+        self._stop.set()
+        if self.child is not None:
+            self._signal_group(self.child.pid, signal.SIGKILL)  # its own session: pgid == pid
+            self.child.wait()
+
     def abort(self) -> None:
         """Stop now: the process hosting this launcher is being interrupted (a Ray task's
         ``ray.cancel``). SIGKILL the script's group, ship what it logged and record Canceled,
         unless a final status is already there. Best effort: the host may be killed next."""
-        if self.child is not None:
-            self._signal_group(self.child.pid, signal.SIGKILL)  # its own session: pgid == pid
-            self.child.wait()
+        self.kill()
         self.reason = "canceled"
         try:
             if self.shipper is not None:
                 self.shipper.ship(force=True)
             if self.records.recorded_status(self.run_id)[0].is_terminal():
-                self._stop.set()
                 return
         except StoreError:
             pass

@@ -393,9 +393,8 @@ def _launch_run(run_id: str, env: dict[str, str]) -> tuple[int, str]:
         except (StoreError, OSError) as exc:
             print(f"runyard: cancel of {run_id}: {exc}", file=sys.stderr)
         raise
-    except BaseException:  # the worker is going away: the script must not outlive it
-        if launcher.child is not None:
-            _kill_tree(launcher.child.pid)
+    except BaseException:  # a launcher error, or the worker is going away: nothing may outlive
+        launcher.kill()      # this task in the (reused) worker, neither the script nor a thread
         raise
     return code, launcher.logs.full_text()[-OUTPUT_TAIL_BYTES:].decode("utf-8", "replace")
 
@@ -412,30 +411,3 @@ def store_for_env(env: Mapping[str, str], cache: dict[str, Any]):
     if key not in cache:
         cache[key] = Store(url, **json.loads(options))
     return cache[key]
-
-
-def _kill_tree(root: int) -> None:
-    """SIGKILL ``root`` and every process below it, with their process groups (Linux /proc)."""
-    parents: dict[int, list[tuple[int, int]]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append((int(name), int(fields[2])))
-    own_group, found, queue = os.getpgrp(), [(root, root)], [root]
-    while queue:
-        for child in parents.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child[0])
-    for pid, group in found:
-        for kill, target in ((os.killpg, group), (os.kill, pid)):
-            if kill is os.killpg and group == own_group:
-                continue
-            try:
-                kill(target, 9)
-            except (ProcessLookupError, PermissionError):
-                pass

@@ -150,6 +150,29 @@ def test_cancel_stops_the_running_job_on_its_node(ray_ws, target, tmp_path):
     assert 1 <= len(run.get_metrics()["tick"]) < 3000
 
 
+def test_target_cancel_interrupts_a_launcher_that_ignores_the_store(ray_ws, target, tmp_path):
+    """The fallback path: no store request, ray.cancel interrupts the task in its worker; the
+    launcher kills the script, ships what it spooled and records Canceled, and the worker
+    (reused by later runs) keeps no script behind."""
+    run = _submit(ray_ws, tmp_path, TICKER, target, 3000)
+    _wait_for(lambda: "tick 20" in run.get_log_text(), 120, "the job to print")
+    running = next(e for e in run._records.status_events(run.id) if e.status.value == "Running")
+    script_pid = run._records.status_details(running)["pid"]
+    handle = next(e["target_handle"] for e in run._records.read_events(run.id) if "target_handle" in e)
+
+    target.cancel(handle, grace_seconds=0)
+
+    assert target.poll(handle) == "exited"
+    details = run.get_details()
+    assert details["status"] == "Canceled", details
+    assert "task interrupted" in run._records.status_details(
+        run._records.status_events(run.id)[-1]).get("reason", "")
+    _wait_for(lambda: not os.path.exists(f"/proc/{script_pid}"), 10, "the script to be gone")
+    assert len(run.get_metrics()["tick"]) >= 20
+    after = _submit(ray_ws, tmp_path, SLEEPER, target, 0, 1)  # the cluster still runs jobs
+    assert after.wait_for_completion(timeout=120)["status"] == "Completed"
+
+
 def test_cancel_reaches_a_run_still_queued_in_ray(ray_ws, ray_cluster, tmp_path):
     too_big = RayTarget(address=ray_cluster.address, num_cpus=3)  # no node has 3 CPUs
     run = _submit(ray_ws, tmp_path, SLEEPER, too_big, 1, 0)
