@@ -101,10 +101,19 @@ class SpoolShipper:
         else:  # a job's JSON batch: encode it here, under the key the writer's number gives it
             from .metrics import encode_batch, to_parquet_bytes
             with open(path, "rb") as fh:
-                records, seq = decode_json_batch(fh.read())
+                data = fh.read()
+            try:
+                records, seq = decode_json_batch(data)
+                table = encode_batch(records, seq)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                # never written by our writer (atomic renames): set it aside, ship the rest
+                os.replace(path, path + ".bad")
+                _log().error("runyard: %s is not a metric batch (%s); set aside as %s.bad, "
+                             "the other batches still ship", path, exc, name)
+                return
             store.put_bytes(self.records.run_key(self.run_id, "metrics", f"{match['writer']}-"
                                                  f"{match['seq']}.parquet"),
-                            to_parquet_bytes(encode_batch(records, seq)))
+                            to_parquet_bytes(table))
         os.unlink(path)
 
 

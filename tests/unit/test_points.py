@@ -149,3 +149,22 @@ def test_ints_beyond_float_range_are_logged_and_read_back_exactly(memory_ws):
     assert back.get_metrics()["huge"] == [10 ** 400, -(10 ** 400)]
     summary = back.get_metrics_summary()["huge"]
     assert (summary["min"], summary["max"], summary["last"]) == (-math.inf, math.inf, -(10 ** 400))
+
+
+def test_a_damaged_spool_file_is_set_aside_and_the_rest_still_ships(tmp_path):
+    """A launcher must not die on a spool file it cannot read (e.g. written by hand)."""
+    store = Store(f"file://{tmp_path}/store")
+    records = RunRecords(store)
+    records.create_run({"run_id": "r1", "experiment": "e", "created": 0.0})
+    spool = tmp_path / "spool"
+    writer = MetricWriter(str(spool), "w1", ship=None, interval=60, json_rows=100)
+    writer.append(("loss", 1.0, None, 1.0))
+    writer.flush_now()
+    (spool / "w1-0000000001.points.json").write_bytes(b'{"seq": 1, "records": [["loss"')
+    writer.append(("loss", 3.0, None, 3.0))
+    writer._batch_no = 2  # noqa: SLF001 - the next batch after the damaged one
+    writer.close()
+    assert SpoolShipper(str(spool), records, "r1").ship(force=True) == 0
+    assert (spool / "w1-0000000001.points.json.bad").exists()
+    from tracking.metric_store import get_metrics
+    assert get_metrics(records, "r1")["loss"] == [1.0, 3.0]
