@@ -31,7 +31,7 @@ class Workspace:
                  compute_targets: dict[str, dict] | None = None, **storage_options: Any):
         settings = config.resolve_store(store, storage_options)
         self.name = name
-        self.store = Store(settings.url, **settings.storage_options)
+        self.store = settings.open()
         self.store_source = settings.source
         self.compute_targets = dict(compute_targets or {})
 

@@ -34,7 +34,6 @@ from tracking import config
 from tracking.errors import StoreError
 from tracking.records import RunRecords
 from tracking.status import RunStatus
-from tracking.store import Store
 
 from .environments import resolve_interpreter
 from .logstream import LogStreamer
@@ -152,7 +151,7 @@ class Launcher:
         self.logs.attach(self.child.stdout, self.child.stderr)
         self._status(RunStatus.RUNNING, pid=self.child.pid, pgid=pgid, node=self.node)
         from tracking.writer import SpoolShipper
-        shipper = self.shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
+        self.shipper = SpoolShipper(self.spool_dir, self.records, self.run_id)
         limit = self.record.get("max_run_duration_seconds")
         started = last_flush = time.monotonic()
         while self.child.poll() is None:
@@ -163,7 +162,7 @@ class Launcher:
             self.logs.arrived.clear()
             self.logs.flush()
             last_flush = time.monotonic()
-            shipper.ship()
+            self.shipper.ship()
             if self.cancel_event.is_set() and self.reason is None:
                 self.reason = "canceled"
                 self._kill_group(pgid)
@@ -173,7 +172,7 @@ class Launcher:
                 self._kill_group(pgid)
         self._wait_group_gone(pgid)
         self.logs.close()
-        return self._finalize(self.child.returncode, shipper)
+        return self._finalize(self.child.returncode)
 
     def _kill_group(self, pgid: int) -> None:
         """SIGTERM the job's process group, then SIGKILL after the grace period."""
@@ -237,10 +236,10 @@ class Launcher:
                                           "reason": "canceled by request (task interrupted)"})
 
     # ------------------------------------------------------------ finish
-    def _finalize(self, returncode: int, shipper) -> int:
+    def _finalize(self, returncode: int) -> int:
         self._status(RunStatus.FINALIZING)
         deadline = time.monotonic() + 120
-        while shipper.ship(force=True) and time.monotonic() < deadline:
+        while self.shipper.ship(force=True) and time.monotonic() < deadline:
             time.sleep(0.5)  # store outage: keep the spool and retry, nothing is dropped
         self._upload_folder("outputs")
         self._upload_folder("logs")
@@ -392,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
     settings = config.resolve_store()
-    records = RunRecords(Store(settings.url, **settings.storage_options))
+    records = RunRecords(settings.open())
     launcher = _with_store_retries(lambda: Launcher(records, args.run_id, args.workdir))
 
     def terminate(_signo: int, _frame: Any) -> None:

@@ -262,7 +262,6 @@ class RunDispatcher:
 
     def __init__(self) -> None:
         self._runs: OrderedDict[str, _Entry] = OrderedDict()
-        self._stores: dict[str, Any] = {}
 
     async def submit(self, run_id: str, env: dict[str, str], options: dict[str, Any]) -> str:
         entry = self._runs.get(run_id)
@@ -324,7 +323,7 @@ class RunDispatcher:
         from tracking.records import RunRecords
         from tracking.status import RunStatus
         try:
-            records = RunRecords(store_for_env(env, self._stores))
+            records = RunRecords(store_for_env(env))
             status, events = records.recorded_status(run_id)
             if status.is_terminal():
                 return
@@ -381,7 +380,7 @@ def _launch_run(run_id: str, env: dict[str, str]) -> tuple[int, str]:
     ctx = ray.get_runtime_context()
     node = {"ray_node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "ray_task_id": ctx.get_task_id(), "ray_worker_pid": os.getpid()}
-    records = RunRecords(store_for_env(env, _WORKER_STORES))
+    records = RunRecords(store_for_env(env))
     launcher = _with_store_retries(lambda: Launcher(
         records, run_id, extra_env={"RAY_ADDRESS": ctx.gcs_address, **env}, node_info=node,
         echo=False))
@@ -399,15 +398,14 @@ def _launch_run(run_id: str, env: dict[str, str]) -> tuple[int, str]:
     return code, launcher.logs.full_text()[-OUTPUT_TAIL_BYTES:].decode("utf-8", "replace")
 
 
-_WORKER_STORES: dict[str, Any] = {}  # opened stores of this worker process, by URL and options
+_STORES: dict[str, Any] = {}  # stores opened by this process (a worker, the dispatcher)
 
 
-def store_for_env(env: Mapping[str, str], cache: dict[str, Any]):
+def store_for_env(env: Mapping[str, str]):
     """The store a job's environment names (``RUNYARD_STORE`` + options), opened once per process."""
     from tracking import config
-    from tracking.store import Store
-    url, options = env[config.ENV_STORE], env.get(config.ENV_STORAGE_OPTIONS) or "{}"
-    key = f"{url}\n{options}"
-    if key not in cache:
-        cache[key] = Store(url, **json.loads(options))
-    return cache[key]
+    settings = config.resolve_store(env=env)
+    key = f"{settings.url}\n{json.dumps(settings.storage_options, sort_keys=True)}"
+    if key not in _STORES:
+        _STORES[key] = settings.open()
+    return _STORES[key]

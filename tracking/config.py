@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 if TYPE_CHECKING:  # job scripts import this module: only the standard library's cheap parts
     from pathlib import Path
 
+    from .store import Store
+
 # --- names of environment variables (the one place they are spelled) -------------------------
 ENV_STORE = "RUNYARD_STORE"                      # store URL
 ENV_STORAGE_OPTIONS = "RUNYARD_STORAGE_OPTIONS"  # JSON; secrets travel only through the env
@@ -86,15 +88,22 @@ class StoreSettings(NamedTuple):
     storage_options: dict[str, Any]
     source: str  # "argument" | "environment" | "config file <path>" | "default"
 
+    def open(self) -> "Store":
+        """The store these settings name (imports fsspec: only when a store is really needed)."""
+        from .store import Store
+        return Store(self.url, **self.storage_options)
+
 
 def resolve_store(url: str | None = None, storage_options: Mapping[str, Any] | None = None,
-                  ) -> StoreSettings:
+                  env: Mapping[str, str] | None = None) -> StoreSettings:
     """Store URL and options by layers: argument > RUNYARD_STORE > nothing (default ./.runyard).
 
-    The config file layer is explicit (``Workspace.from_config``) as in azureml.
+    ``env`` replaces ``os.environ`` (a job's environment, read by the process hosting its
+    launcher). The config file layer is explicit (``Workspace.from_config``) as in azureml.
     """
+    env = os.environ if env is None else env
     options = dict(storage_options or {})
-    env_options = os.environ.get(ENV_STORAGE_OPTIONS)
+    env_options = env.get(ENV_STORAGE_OPTIONS)
     if env_options and not options:
         try:
             options = json.loads(env_options)
@@ -102,8 +111,8 @@ def resolve_store(url: str | None = None, storage_options: Mapping[str, Any] | N
             raise ValueError(f"{ENV_STORAGE_OPTIONS} is not valid JSON: {exc}") from None
     if url:
         return StoreSettings(url, options, "argument")
-    if os.environ.get(ENV_STORE):
-        return StoreSettings(os.environ[ENV_STORE], options, "environment")
+    if env.get(ENV_STORE):
+        return StoreSettings(env[ENV_STORE], options, "environment")
     return StoreSettings(default_store_url(), options, "default")
 
 ENV_HEARTBEAT_INTERVAL = "RUNYARD_HEARTBEAT_INTERVAL"  # seconds, default 5

@@ -58,7 +58,7 @@ class _ExperimentRef:
     @property
     def _store(self) -> Store:
         if self._opened is None:
-            self._opened = Store(self._settings.url, **self._settings.storage_options)
+            self._opened = self._settings.open()
         return self._opened
 
     def __repr__(self) -> str:
@@ -169,7 +169,7 @@ class Run(RunMetrics, RunFiles, RunStatusView):
                 "script.py`, or use experiment.start_logging() for an interactive run.")
         else:
             settings = config.resolve_store()
-            store = Store(settings.url, **settings.storage_options)
+            store = settings.open()
             experiment = _ExperimentRef(os.environ.get(config.ENV_EXPERIMENT, "offline"), store)
             cls._context = cls._create(experiment, kind="offline")
             if not config.quiet():

@@ -47,12 +47,11 @@ def _stand_in(run_id, launcher_code):
     from tracking import config
     from tracking.records import RunRecords
     from tracking.status import RunStatus
-    from tracking.store import Store
 
     if launcher_code < 0:
         _kill_everything_else()
     settings = config.resolve_store()
-    records = RunRecords(Store(settings.url, **settings.storage_options))
+    records = RunRecords(settings.open())
     if records.recorded_status(run_id)[0].is_terminal():
         return
     how = (f"signal {signal.Signals(-launcher_code).name}" if launcher_code < 0
